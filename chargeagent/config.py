@@ -1,0 +1,173 @@
+"""Configuration: config/default.toml, then --config FILE, then CHARGEAGENT_* env vars, then CLI flags.
+
+Every section is a frozen pydantic model, so a bad value fails at start with one line naming the key
+(`ConfigError: ocpp.meter_interval_s: Input should be greater than 0 (got -5)`). Env vars use `__` between
+section and key: `CHARGEAGENT_OCPP__CSMS_URL=ws://...`.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from chargeagent.errors import ConfigError
+
+PositiveS = Annotated[float, Field(gt=0.0)]
+
+
+def config_dir() -> Path:
+    """The directory holding default.toml, the DBC and schemas (override with CHARGEAGENT_CONFIG_DIR)."""
+    override = os.environ.get("CHARGEAGENT_CONFIG_DIR")
+    if override:
+        return Path(override)
+    return Path(__file__).resolve().parent.parent / "config"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class StationSettings(_Section):
+    id: Annotated[str, Field(min_length=1, max_length=48, pattern=r"^[A-Za-z0-9._:\-]+$")] = "CS001"
+    vendor: Annotated[str, Field(max_length=50)] = "chargeagent"
+    model: Annotated[str, Field(max_length=50)] = "chargeagent-dc"
+    serial_number: Annotated[str, Field(max_length=25)] = "CA-0001"
+    firmware_version: Annotated[str, Field(max_length=50)] = "0.1.0"
+    charger_max_current_a: Annotated[float, Field(gt=0.0, le=1000.0)] = 250.0
+    charger_max_voltage_v: Annotated[float, Field(gt=0.0, le=1500.0)] = 1000.0
+    control_period_s: Annotated[float, Field(gt=0.0, le=10.0)] = 0.25
+    ramp_up_a_per_s: Annotated[float, Field(gt=0.0)] = 50.0
+
+
+class OcppSettings(_Section):
+    csms_url: str = "ws://127.0.0.1:9000/ocpp"
+    protocol: Literal["ocpp2.0.1"] = "ocpp2.0.1"
+    response_timeout_s: PositiveS = 30.0
+    heartbeat_interval_s: PositiveS = (
+        300.0  # until the CSMS's BootNotification response says otherwise
+    )
+    meter_interval_s: PositiveS = 60.0  # SampledDataCtrlr.TxUpdatedInterval
+    reconnect_min_s: PositiveS = 2.0  # OCPPCommCtrlr.RetryBackOffWaitMinimum
+    reconnect_max_s: PositiveS = 120.0
+    reconnect_random_s: Annotated[float, Field(ge=0.0)] = 2.0  # RetryBackOffRandomRange
+    authorize_remote_start: bool = False  # AuthCtrlr.AuthorizeRemoteStart
+
+    @field_validator("csms_url")
+    @classmethod
+    def _ws_url(cls, value: str) -> str:
+        if not value.startswith(("ws://", "wss://")):
+            raise ValueError("must start with ws:// or wss://")
+        return value.rstrip("/")
+
+
+class BmsSettings(_Section):
+    backend: Literal["sim", "can"] = "sim"
+    can_interface: str = "virtual"
+    can_channel: str = "chargeagent0"
+    can_bitrate: Annotated[int, Field(gt=0)] = 250_000
+    # Multiplies GB/T periodic send periods (not timeouts); 1.0 is the standard's timing.
+    timing_scale: Annotated[float, Field(ge=1.0, le=10.0)] = 1.0
+
+
+class SimPackSettings(_Section):
+    chemistry: Literal["nmc", "lfp"] = "nmc"
+    capacity_ah: Annotated[float, Field(gt=0.0, le=1000.0)] = 150.0
+    soh: Annotated[float, Field(gt=0.0, le=1.0)] = 0.95
+    series_cells: Annotated[int, Field(gt=0, le=300)] = 96
+    soc: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.2
+    target_soc: Annotated[float, Field(gt=0.0, le=1.0)] = 0.8
+    cell_temp_c: Annotated[float, Field(ge=-30.0, le=60.0)] = 25.0
+    ambient_c: Annotated[float, Field(ge=-40.0, le=55.0)] = 25.0
+    max_charge_current_a: Annotated[float, Field(gt=0.0, le=400.0)] = 250.0
+
+
+class LogSettings(_Section):
+    format: Literal["console", "json"] = "console"
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class Settings(BaseSettings):
+    """The whole configuration tree."""
+
+    model_config = SettingsConfigDict(
+        frozen=True,
+        extra="forbid",
+        env_prefix="CHARGEAGENT_",
+        env_nested_delimiter="__",
+        nested_model_default_partial_update=True,
+    )
+
+    station: StationSettings = StationSettings()
+    ocpp: OcppSettings = OcppSettings()
+    bms: BmsSettings = BmsSettings()
+    sim: SimPackSettings = SimPackSettings()
+    log: LogSettings = LogSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        files = [config_dir() / "default.toml", *_EXTRA_FILES]
+        return (
+            init_settings,
+            env_settings,
+            TomlConfigSettingsSource(settings_cls, toml_file=files),
+        )
+
+
+_EXTRA_FILES: list[Path] = []
+
+
+def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def load_settings(
+    config_file: Path | None = None, overrides: dict[str, Any] | None = None
+) -> Settings:
+    """Load and validate the configuration; raise `ConfigError` with one line naming the bad key."""
+    if config_file is not None:
+        if not config_file.is_file():
+            raise ConfigError(f"config file not found: {config_file}")
+        try:
+            with config_file.open("rb") as handle:
+                tomllib.load(handle)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{config_file}: invalid TOML: {exc}") from None
+    _EXTRA_FILES[:] = [config_file] if config_file is not None else []
+    try:
+        return Settings(**_deep_merge({}, overrides or {}))
+    except ValidationError as exc:
+        raise ConfigError(_first_error(exc)) from None
+    finally:
+        _EXTRA_FILES.clear()
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    key = ".".join(str(part) for part in err["loc"])
+    got = err.get("input")
+    shown = "" if isinstance(got, dict) else f" (got {got!r})"
+    more = f" [+{exc.error_count() - 1} more]" if exc.error_count() > 1 else ""
+    return f"{key}: {err['msg']}{shown}{more}"

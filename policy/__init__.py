@@ -1,0 +1,1 @@
+"""Charge decisions: battery physics surrogate, safety envelope, charge curves."""

@@ -1,0 +1,1 @@
+"""Simulators: pack + BMS emulator, embedded CSMS, demo runner, HTML report."""

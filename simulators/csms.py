@@ -1,0 +1,635 @@
+"""Embedded OCPP 2.0.1 CSMS for tests, the demo and `chargeagent csms`: answers stations, records all.
+
+One `EmbeddedCsms` serves many stations over `websockets` (subprotocol `ocpp2.0.1`, station id =
+last URL path segment). Each connection is an `ocpp.v201.ChargePoint` subclass: the library routes
+inbound CALLs to our `@on` handlers and validates them against the OCPP JSON schemas. We replace
+two pieces of the library's plumbing, deliberately:
+
+* frame parsing (`parse_frame`, sans-I/O): the library only logs frames it cannot unpack, while
+  OCPP-J requires a CALLERROR (messageId "-1" when it is unreadable);
+* outbound CALLs (`EmbeddedCsms.call`): we send and return the raw camelCase JSON (no lossy
+  snake/camel round trip) and match responses with one future per message id, timed on the event
+  loop, instead of the library's shared queue whose remaining-timeout arithmetic reads wall time.
+
+Every valid CALL a station sends is recorded as a `Received` after its response went out, so a
+test that awaits `wait_for(...)` knows the station already has its answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from http import HTTPStatus
+from types import TracebackType
+from typing import Any, TypeVar, cast
+from urllib.parse import unquote, urlsplit
+
+import ocpp.messages
+import structlog
+from ocpp.exceptions import OCPPError
+from ocpp.messages import Call, CallError, CallResult, validate_payload
+from ocpp.routing import on
+from ocpp.v201 import ChargePoint, call_result
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+
+from chargeagent.clock import Clock, LoopClock, ocpp_timestamp
+from chargeagent.errors import ConfigError, ProtocolError
+
+# Schema validation stays ON; only the thread-pool hop is switched off. ocpp's default runs every
+# jsonschema validation in the loop's executor. The work is pure Python and holds the GIL, so the
+# hop buys no parallelism (~0.7 ms per TransactionEvent either way, measured on our 2-core box),
+# and on the virtual-time loop the simulators use, work hidden in a thread is invisible to the
+# loop: it may advance virtual time past a response timeout while a validation is in flight.
+# The flag is process-wide, so station adapters in the same process validate inline too.
+ocpp.messages.ASYNC_VALIDATION = False
+
+log = structlog.get_logger(__name__)
+
+OCPP_VERSION = "2.0.1"
+SUBPROTOCOL = "ocpp2.0.1"
+BOOT_STATUSES = frozenset({"Accepted", "Pending", "Rejected"})  # RegistrationStatusEnumType
+_MAX_MESSAGE_ID_LEN = 36  # OCPP-J part 4 §4.1.4: messageId is string[36]
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _on(action: str) -> Callable[[_F], _F]:
+    """`ocpp.routing.on` with a type mypy can see through."""
+    return cast(Callable[[_F], _F], on(action))
+
+
+@dataclass(frozen=True)
+class Received:
+    """One CALL a station sent us, as it was on the wire (camelCase JSON payload)."""
+
+    station_id: str
+    action: str
+    payload: dict[str, Any]
+    at: datetime
+    unique_id: str
+
+
+class CsmsCallError(ProtocolError):
+    """The station answered our CALL with a CALLERROR."""
+
+    def __init__(self, station_id: str, action: str, code: str, description: str) -> None:
+        super().__init__(f"{station_id} answered {action} with CALLERROR {code}: {description}")
+        self.error_code = code
+        self.description = description
+
+
+@dataclass(frozen=True)
+class FrameError:
+    """Why a frame is unusable; `reply` is False for broken responses (nothing to answer)."""
+
+    message_id: str
+    code: str
+    description: str
+    reply: bool = True
+
+    def to_call_error(self) -> CallError:
+        return CallError(self.message_id, self.code, self.description, {})
+
+
+def parse_frame(raw: str | bytes) -> Call | CallResult | CallError | FrameError:
+    """Decode one OCPP-J frame; error codes per OCPP-J part 4 §4.3 (table "Valid Error Codes").
+
+    §4.2.3: when the messageId of a corrupt message cannot be read, the CALLERROR uses "-1".
+    """
+    try:
+        text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+        frame = json.loads(text)
+    except (UnicodeDecodeError, ValueError):
+        return FrameError("-1", "RpcFrameworkError", "Frame is not valid UTF-8 JSON")
+    if not isinstance(frame, list) or len(frame) < 3:
+        return FrameError("-1", "RpcFrameworkError", "Frame is not an OCPP-J array")
+    type_id, message_id = frame[0], frame[1]
+    if not isinstance(message_id, str) or not 0 < len(message_id) <= _MAX_MESSAGE_ID_LEN:
+        return FrameError("-1", "RpcFrameworkError", "MessageId could not be read")
+    if type_id == 2 and not isinstance(type_id, bool):
+        if len(frame) != 4 or not isinstance(frame[2], str):
+            return FrameError(message_id, "RpcFrameworkError", "CALL needs [2, id, action, {}]")
+        if not isinstance(frame[3], dict):
+            return FrameError(message_id, "FormatViolation", "CALL payload is not a JSON object")
+        return Call(message_id, frame[2], frame[3])
+    if type_id == 3 and not isinstance(type_id, bool):
+        if len(frame) != 3 or not isinstance(frame[2], dict):
+            return FrameError(message_id, "RpcFrameworkError", "Malformed CALLRESULT", False)
+        return CallResult(message_id, frame[2])
+    if type_id == 4 and not isinstance(type_id, bool):
+        # errorDetails is mandatory, but a missing one costs nothing to tolerate.
+        if len(frame) not in (4, 5) or not all(isinstance(x, str) for x in frame[2:4]):
+            return FrameError(message_id, "RpcFrameworkError", "Malformed CALLERROR", False)
+        return CallError(message_id, frame[2], frame[3], frame[4] if len(frame) == 5 else {})
+    return FrameError(message_id, "MessageTypeNotSupported", f"MessageTypeId {type_id!r}")
+
+
+def station_id_from_path(path: str) -> str | None:
+    """Station identity = last path segment of the URL (OCPP-J part 4 §3.1.1), or None if empty."""
+    segment = urlsplit(path).path.rsplit("/", 1)[-1]
+    return unquote(segment) or None
+
+
+class _StationSession(ChargePoint):  # type: ignore[misc]  # ocpp ships no type hints
+    """One station's connection: inbound handlers, outbound CALL bookkeeping."""
+
+    def __init__(self, station_id: str, connection: ServerConnection, csms: EmbeddedCsms) -> None:
+        super().__init__(station_id, connection, response_timeout=csms.response_timeout_s)
+        self._csms = csms
+        self._log = log.bind(station_id=station_id)
+        self._pending: dict[str, tuple[str, asyncio.Future[CallResult | CallError]]] = {}
+
+    async def serve(self) -> None:
+        """Read frames until the connection closes; bad frames never end the loop."""
+        try:
+            async for raw in self._connection:
+                try:
+                    await self.route_message(raw)
+                except ConnectionClosed:
+                    raise
+                except Exception as exc:  # our bug: keep serving, but make it visible
+                    self._log.exception("csms_internal_error")
+                    self._csms.internal_errors.append(exc)
+        except ConnectionClosed:
+            pass
+        finally:
+            for action, future in self._pending.values():
+                if not future.done():
+                    future.set_exception(ProtocolError(f"{self.id} disconnected before answering {action}"))
+
+    async def route_message(self, raw_msg: str | bytes) -> None:
+        msg = parse_frame(raw_msg)
+        if isinstance(msg, FrameError):
+            self._log.warning(
+                "ocpp_bad_frame", error_code=msg.code, reason=msg.description, frame=raw_msg[:120]
+            )
+            if msg.reply:
+                await self._send(msg.to_call_error().to_json())
+        elif isinstance(msg, Call):
+            self._log.debug("ocpp_in", kind="call", action=msg.action, message_id=msg.unique_id)
+            try:
+                await self._handle_call(msg)  # validates, calls our @on handler, sends the answer
+            except OCPPError as error:
+                cause = str(error.details.get("cause", error.description))[:200]
+                self._log.warning(
+                    "ocpp_call_rejected", action=msg.action, error_code=error.code, reason=cause
+                )
+                await self._send(msg.create_call_error(error).to_json())
+                return
+            self._csms._record(self.id, msg)
+        else:
+            pending = self._pending.get(msg.unique_id)
+            self._log.debug("ocpp_in", kind=type(msg).__name__, message_id=msg.unique_id)
+            if pending is None or pending[1].done():
+                self._log.warning("ocpp_unexpected_response", message_id=msg.unique_id)
+            else:
+                pending[1].set_result(msg)
+
+    async def _send(self, message: str) -> None:
+        self._log.debug("ocpp_out", size_bytes=len(message))
+        await self._connection.send(message)
+
+    async def call_raw(self, action: str, payload: dict[str, Any], timeout_s: float) -> dict[str, Any]:
+        request = Call(str(uuid.uuid4()), action, payload)
+        try:
+            await validate_payload(request, OCPP_VERSION)
+        except OCPPError as error:
+            cause = error.details.get("cause", error.description)
+            raise ProtocolError(f"{action} request is not schema-valid: {cause}") from None
+        # OCPP-J part 4 §4.1.1: one outstanding CALL per direction and connection.
+        async with self._call_lock:
+            future: asyncio.Future[CallResult | CallError] = asyncio.get_running_loop().create_future()
+            self._pending[request.unique_id] = (action, future)
+            try:
+                await self._send(request.to_json())
+                async with asyncio.timeout(timeout_s):
+                    reply = await future
+            except TimeoutError:
+                raise ProtocolError(f"{self.id}: no answer to {action} in {timeout_s} s") from None
+            except ConnectionClosed:
+                raise ProtocolError(f"{self.id} disconnected before answering {action}") from None
+            finally:
+                del self._pending[request.unique_id]
+        if isinstance(reply, CallError):
+            raise CsmsCallError(self.id, action, reply.error_code, reply.error_description)
+        try:
+            await validate_payload(CallResult(reply.unique_id, reply.payload, action), OCPP_VERSION)
+        except OCPPError as error:
+            cause = error.details.get("cause", error.description)
+            raise ProtocolError(f"{self.id}: invalid {action} response: {cause}") from None
+        return cast(dict[str, Any], reply.payload)
+
+    # -- inbound handlers (payload keys arrive snake_case, see ocpp.charge_point._handle_call) --
+
+    def _now(self) -> str:
+        return ocpp_timestamp(self._csms.clock.now())
+
+    @_on("BootNotification")
+    def on_boot_notification(self, **_: Any) -> call_result.BootNotification:
+        status, interval_s = self._csms._next_boot_answer(self.id)
+        return call_result.BootNotification(current_time=self._now(), interval=interval_s, status=status)
+
+    @_on("Heartbeat")
+    def on_heartbeat(self, **_: Any) -> call_result.Heartbeat:
+        return call_result.Heartbeat(current_time=self._now())
+
+    @_on("Authorize")
+    def on_authorize(self, id_token: dict[str, Any], **_: Any) -> call_result.Authorize:
+        return call_result.Authorize(id_token_info=self._csms._id_token_info(id_token))
+
+    @_on("TransactionEvent")
+    def on_transaction_event(
+        self, id_token: dict[str, Any] | None = None, **_: Any
+    ) -> call_result.TransactionEvent:
+        # OCPP 2.0.1 part 2, TransactionEventResponse: idTokenInfo answers a request's idToken.
+        info = None if id_token is None else self._csms._id_token_info(id_token)
+        return call_result.TransactionEvent(id_token_info=info)
+
+    @_on("StatusNotification")
+    def on_status_notification(self, **_: Any) -> call_result.StatusNotification:
+        return call_result.StatusNotification()
+
+    @_on("MeterValues")
+    def on_meter_values(self, **_: Any) -> call_result.MeterValues:
+        return call_result.MeterValues()
+
+    @_on("NotifyReport")
+    def on_notify_report(self, **_: Any) -> call_result.NotifyReport:
+        return call_result.NotifyReport()
+
+    @_on("SecurityEventNotification")
+    def on_security_event(self, **_: Any) -> call_result.SecurityEventNotification:
+        return call_result.SecurityEventNotification()
+
+    @_on("NotifyEvent")
+    def on_notify_event(self, **_: Any) -> call_result.NotifyEvent:
+        return call_result.NotifyEvent()
+
+    @_on("FirmwareStatusNotification")
+    def on_firmware_status(self, **_: Any) -> call_result.FirmwareStatusNotification:
+        return call_result.FirmwareStatusNotification()
+
+    @_on("LogStatusNotification")
+    def on_log_status(self, **_: Any) -> call_result.LogStatusNotification:
+        return call_result.LogStatusNotification()
+
+    @_on("DataTransfer")
+    def on_data_transfer(self, **_: Any) -> call_result.DataTransfer:
+        return call_result.DataTransfer(status="UnknownVendorId")  # we implement no vendor
+
+
+@dataclass
+class _Waiter:
+    station_id: str
+    action: str
+    predicate: Callable[[dict[str, Any]], bool] | None
+    future: asyncio.Future[Received] = field(repr=False)
+
+
+class EmbeddedCsms:
+    """A small CSMS: scripted answers to stations, CSMS-initiated CALLs, a journal of all it got."""
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        path: str = "/ocpp",
+        heartbeat_interval_s: int = 300,
+        boot_statuses: Sequence[str] = ("Accepted",),
+        boot_retry_interval_s: int = 10,
+        response_timeout_s: float = 30.0,
+        accept_id_token: Callable[[str], bool] | None = None,
+        clock: Clock | None = None,
+        on_received: Callable[[Received], None] | None = None,
+    ) -> None:
+        """`boot_statuses` scripts the n-th BootNotification per station; the last one repeats."""
+        unknown = [s for s in boot_statuses if s not in BOOT_STATUSES]
+        if not boot_statuses or unknown:
+            raise ConfigError(f"boot_statuses must be non-empty, from {sorted(BOOT_STATUSES)}")
+        self._host, self._port, self._path = host, port, "/" + path.strip("/")
+        self.heartbeat_interval_s = heartbeat_interval_s
+        self.boot_statuses = tuple(boot_statuses)
+        self.boot_retry_interval_s = boot_retry_interval_s
+        self.response_timeout_s = response_timeout_s
+        self.accept_id_token = accept_id_token or (lambda _token: True)
+        self.clock: Clock = clock or LoopClock()
+        self._on_received = on_received
+        self.internal_errors: list[Exception] = []  # our own bugs, caught so serving goes on
+        self._server: Server | None = None
+        self._sessions: dict[str, _StationSession] = {}
+        self._journal: list[Received] = []
+        self._waiters: list[_Waiter] = []
+        self._boots: dict[str, int] = {}
+        self._remote_start_ids = itertools.count(1)
+
+    # -- lifecycle --
+
+    async def start(self) -> None:
+        if self._server is not None:
+            return
+        self._server = await serve(
+            self._serve_connection,
+            self._host,
+            self._port,
+            subprotocols=[SUBPROTOCOL],  # type: ignore[list-item]  # Subprotocol is a NewType
+            process_request=self._check_path,
+            # Keep-alive is the station's job (OCPPCommCtrlr.WebSocketPingInterval); server pings
+            # would also time out spuriously when a virtual-time loop jumps ahead.
+            ping_interval=None,
+        )
+        self._port = self._server.sockets[0].getsockname()[1]
+        log.info("csms_started", url=self.url)
+
+    async def stop(self) -> None:
+        """Close every station connection and the listening socket."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        server.close()  # 1001 going away to every station, then handlers finish
+        await server.wait_closed()
+        for waiter in self._waiters:
+            if not waiter.future.done():
+                waiter.future.set_exception(ProtocolError("CSMS stopped"))
+        log.info("csms_stopped")
+
+    async def __aenter__(self) -> EmbeddedCsms:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()
+
+    @property
+    def url(self) -> str:
+        """Endpoint to give stations; a station connects to `url + "/" + station_id`."""
+        host = f"[{self._host}]" if ":" in self._host else self._host
+        return f"ws://{host}:{self._port}{self._path}"
+
+    @property
+    def connected_stations(self) -> frozenset[str]:
+        return frozenset(self._sessions)
+
+    def _check_path(self, connection: ServerConnection, request: Request) -> Response | None:
+        if station_id_from_path(request.path) is None:
+            log.warning("csms_rejected_connection", path=request.path[:120])
+            return connection.respond(HTTPStatus.NOT_FOUND, "URL must end in /<station id>\n")
+        return None  # subprotocol negotiation: websockets answers 400 when ocpp2.0.1 is missing
+
+    async def _serve_connection(self, connection: ServerConnection) -> None:
+        station_id = station_id_from_path(connection.request.path if connection.request else "")
+        if station_id is None:  # _check_path already refused it
+            return
+        session = _StationSession(station_id, connection, self)
+        previous = self._sessions.get(station_id)
+        self._sessions[station_id] = session
+        if previous is not None:  # the newest connection of an identity wins
+            log.warning("csms_connection_replaced", station_id=station_id)
+            await previous._connection.close(reason="replaced by a new connection")
+        log.info("station_connected", station_id=station_id)
+        try:
+            await session.serve()
+        finally:
+            if self._sessions.get(station_id) is session:
+                del self._sessions[station_id]
+            log.info("station_disconnected", station_id=station_id, code=connection.close_code)
+
+    # -- what stations sent --
+
+    def _record(self, station_id: str, msg: Call) -> None:
+        item = Received(station_id, msg.action, msg.payload, self.clock.now(), msg.unique_id)
+        self._journal.append(item)
+        for waiter in list(self._waiters):
+            if waiter.future.done() or (waiter.station_id, waiter.action) != (station_id, msg.action):
+                continue
+            try:
+                matched = waiter.predicate is None or waiter.predicate(item.payload)
+            except Exception as exc:  # the caller's predicate failed: tell the caller
+                waiter.future.set_exception(exc)
+                continue
+            if matched:
+                waiter.future.set_result(item)
+        if self._on_received is not None:
+            self._on_received(item)
+
+    def received(self, station_id: str | None = None, action: str | None = None) -> list[Received]:
+        """Everything received, in arrival order, optionally filtered."""
+        return [
+            r
+            for r in self._journal
+            if (station_id is None or r.station_id == station_id) and (action is None or r.action == action)
+        ]
+
+    async def wait_for(
+        self,
+        station_id: str,
+        action: str,
+        predicate: Callable[[dict[str, Any]], bool] | None = None,
+        timeout_s: float = 10.0,
+        *,
+        since: int = 0,
+    ) -> Received:
+        """The first matching message at journal position >= `since`, waiting if none yet.
+
+        Past messages count, so there is no race with a message that arrived just before the
+        call; pass `since=len(csms.received())` to wait for a new one. Raises TimeoutError.
+        """
+        for item in self._journal[since:]:
+            if (item.station_id, item.action) == (station_id, action) and (
+                predicate is None or predicate(item.payload)
+            ):
+                return item
+        waiter = _Waiter(station_id, action, predicate, asyncio.get_running_loop().create_future())
+        self._waiters.append(waiter)
+        try:
+            async with asyncio.timeout(timeout_s):
+                return await waiter.future
+        except TimeoutError:
+            seen = [r.action for r in self.received(station_id)]
+            raise TimeoutError(
+                f"no matching {action} from {station_id} within {timeout_s} s; got {seen}"
+            ) from None
+        finally:
+            self._waiters.remove(waiter)
+
+    def transactions(self, station_id: str) -> dict[str, list[dict[str, Any]]]:
+        """TransactionEvent payloads grouped by transactionId, each list in arrival order."""
+        grouped: dict[str, list[dict[str, Any]]] = {}
+        for item in self.received(station_id, "TransactionEvent"):
+            grouped.setdefault(item.payload["transactionInfo"]["transactionId"], []).append(item.payload)
+        return grouped
+
+    # -- answer policy --
+
+    def _next_boot_answer(self, station_id: str) -> tuple[str, int]:
+        count = self._boots.get(station_id, 0)
+        self._boots[station_id] = count + 1
+        status = self.boot_statuses[min(count, len(self.boot_statuses) - 1)]
+        # B01/B02: `interval` is the heartbeat interval once Accepted, else the retry delay.
+        interval_s = self.heartbeat_interval_s if status == "Accepted" else self.boot_retry_interval_s
+        return status, interval_s
+
+    def _id_token_info(self, id_token: Mapping[str, Any]) -> dict[str, str]:
+        accepted = self.accept_id_token(str(id_token.get("id_token", "")))
+        return {"status": "Accepted" if accepted else "Invalid"}
+
+    # -- CSMS-initiated CALLs (never called from inside an inbound handler) --
+
+    async def call(self, station_id: str, action: str, payload: Mapping[str, Any]) -> dict[str, Any]:
+        """Send any CALL (camelCase payload, schema-checked both ways); return the raw response.
+
+        Raises ProtocolError when the station is not connected, times out, disconnects or the
+        request/response is not schema-valid, and CsmsCallError when it answers with CALLERROR.
+        """
+        session = self._sessions.get(station_id)
+        if session is None:
+            raise ProtocolError(f"station {station_id!r} is not connected")
+        return await session.call_raw(action, dict(payload), self.response_timeout_s)
+
+    async def request_start_transaction(
+        self,
+        station_id: str,
+        *,
+        id_token: str,
+        evse_id: int | None = 1,
+        remote_start_id: int | None = None,
+        charging_profile: Mapping[str, Any] | None = None,
+        id_token_type: str = "Central",  # noqa: S107  # an IdTokenEnumType, not a secret
+    ) -> str:
+        payload: dict[str, Any] = {
+            "idToken": {"idToken": id_token, "type": id_token_type},
+            "remoteStartId": (next(self._remote_start_ids) if remote_start_id is None else remote_start_id),
+        }
+        if evse_id is not None:
+            payload["evseId"] = evse_id
+        if charging_profile is not None:
+            payload["chargingProfile"] = dict(charging_profile)
+        response = await self.call(station_id, "RequestStartTransaction", payload)
+        return str(response["status"])
+
+    async def request_stop_transaction(self, station_id: str, transaction_id: str) -> str:
+        payload = {"transactionId": transaction_id}
+        return str((await self.call(station_id, "RequestStopTransaction", payload))["status"])
+
+    async def set_charging_profile(self, station_id: str, *, evse_id: int, profile: Mapping[str, Any]) -> str:
+        payload = {"evseId": evse_id, "chargingProfile": dict(profile)}
+        return str((await self.call(station_id, "SetChargingProfile", payload))["status"])
+
+    async def clear_charging_profile(
+        self,
+        station_id: str,
+        *,
+        charging_profile_id: int | None = None,
+        evse_id: int | None = None,
+        purpose: str | None = None,
+        stack_level: int | None = None,
+    ) -> str:
+        criteria = {
+            k: v
+            for k, v in (
+                ("evseId", evse_id),
+                ("chargingProfilePurpose", purpose),
+                ("stackLevel", stack_level),
+            )
+            if v is not None
+        }
+        payload: dict[str, Any] = {}
+        if charging_profile_id is not None:
+            payload["chargingProfileId"] = charging_profile_id
+        if criteria:
+            payload["chargingProfileCriteria"] = criteria
+        return str((await self.call(station_id, "ClearChargingProfile", payload))["status"])
+
+    async def get_composite_schedule(
+        self,
+        station_id: str,
+        *,
+        evse_id: int,
+        duration_s: int,
+        charging_rate_unit: str | None = None,
+    ) -> dict[str, Any]:
+        """The whole response: `status` and, when Accepted, `schedule`."""
+        payload: dict[str, Any] = {"evseId": evse_id, "duration": duration_s}
+        if charging_rate_unit is not None:
+            payload["chargingRateUnit"] = charging_rate_unit
+        return await self.call(station_id, "GetCompositeSchedule", payload)
+
+    async def get_variables(
+        self, station_id: str, variables: Sequence[tuple[str, str]]
+    ) -> list[dict[str, Any]]:
+        """`variables` are (component, variable) names; returns getVariableResult entries."""
+        data = [{"component": {"name": c}, "variable": {"name": v}} for c, v in variables]
+        response = await self.call(station_id, "GetVariables", {"getVariableData": data})
+        return cast(list[dict[str, Any]], response["getVariableResult"])
+
+    async def set_variables(
+        self, station_id: str, values: Sequence[tuple[str, str, str]]
+    ) -> list[dict[str, Any]]:
+        """`values` are (component, variable, value); returns setVariableResult entries."""
+        data = [
+            {"component": {"name": c}, "variable": {"name": v}, "attributeValue": value}
+            for c, v, value in values
+        ]
+        response = await self.call(station_id, "SetVariables", {"setVariableData": data})
+        return cast(list[dict[str, Any]], response["setVariableResult"])
+
+    async def reset(
+        self, station_id: str, *, reset_type: str = "Immediate", evse_id: int | None = None
+    ) -> str:
+        payload: dict[str, Any] = {"type": reset_type}
+        if evse_id is not None:
+            payload["evseId"] = evse_id
+        return str((await self.call(station_id, "Reset", payload))["status"])
+
+    async def trigger_message(
+        self,
+        station_id: str,
+        requested_message: str,
+        *,
+        evse_id: int | None = None,
+        connector_id: int | None = None,
+    ) -> str:
+        payload: dict[str, Any] = {"requestedMessage": requested_message}
+        if evse_id is not None:
+            payload["evse"] = {"id": evse_id}
+            if connector_id is not None:
+                payload["evse"]["connectorId"] = connector_id
+        return str((await self.call(station_id, "TriggerMessage", payload))["status"])
+
+
+def format_received(item: Received, max_chars: int = 200) -> str:
+    """One human line per message, for `chargeagent csms`."""
+    body = json.dumps(item.payload, separators=(",", ":"))
+    if len(body) > max_chars:
+        body = body[: max_chars - 1] + "…"
+    return f"{ocpp_timestamp(item.at)} {item.station_id} {item.action} {body}"
+
+
+async def run_csms(
+    host: str = "127.0.0.1",
+    port: int = 9000,
+    *,
+    path: str = "/ocpp",
+    heartbeat_interval_s: int = 300,
+    echo: Callable[[str], None] = print,
+) -> None:
+    """Serve until cancelled, echoing one line per received message."""
+    csms = EmbeddedCsms(
+        host=host,
+        port=port,
+        path=path,
+        heartbeat_interval_s=heartbeat_interval_s,
+        on_received=lambda item: echo(format_received(item)),
+    )
+    async with csms:
+        echo(f"CSMS listening on {csms.url}/<station id> (subprotocol {SUBPROTOCOL})")
+        await asyncio.Event().wait()  # until the caller cancels us

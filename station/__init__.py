@@ -1,0 +1,1 @@
+"""The station agent: OCPP charge point, BMS link wiring, CLI."""

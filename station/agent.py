@@ -1,0 +1,289 @@
+"""The station agent: wires the CSMS connection, the OCPP core, the BMS link and the safety envelope.
+
+One asyncio TaskGroup owns every task (connection, boot/heartbeat, outbox, EVSE controller). The EVSE
+controller runs one charging session per accepted remote start: BMS handshake, then per telemetry sample
+the envelope decides the output current (CC-CV proposal, CSMS limit, BMS limits), the charger commands it
+and the meter integrates energy; the transaction ends with the reason the session ended.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from websockets.asyncio.client import ClientConnection
+
+from bms_link.base import BmsLink
+from bms_link.models import ChargeCommand, PackInfo, PackTelemetry, StopReason
+from chargeagent.clock import Clock
+from chargeagent.config import Settings
+from chargeagent.errors import BmsLinkError, ProtocolError
+from policy.envelope import Decision, EnvelopeLimits, cc_cv_current_a, decide
+from station.connection import connect_forever
+from station.ocpp_v201 import OcppChargePoint
+from station.outbox import Outbox
+from station.protocol.station import Outbound, PendingStart, StationCore, StationInfo
+from station.protocol.transaction import ChargingState, MeterSample
+
+log = structlog.get_logger(__name__)
+
+EVSE_ID = 1  # this slice drives one EVSE with one connector
+
+
+@dataclass(frozen=True, slots=True)
+class StepRecord:
+    """One control step, for reports and the fleet simulator."""
+
+    t_s: float
+    soc: float
+    current_a: float
+    limit_a: float | None
+    pack_voltage_v: float
+    cell_temp_max_c: float
+    binding_constraint: str
+    energy_wh: float
+
+
+@dataclass(frozen=True, slots=True)
+class SessionResult:
+    transaction_id: str | None
+    info: PackInfo | None
+    reason: StopReason
+    energy_wh: float
+    duration_s: float
+
+
+class StationAgent:
+    """A charge point: connect to the CSMS, accept remote starts, charge through the BMS link safely."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        clock: Clock,
+        bms_factory: Callable[[], BmsLink],
+        on_step: Callable[[StepRecord], None] | None = None,
+        on_session_end: Callable[[SessionResult], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.station_id = settings.station.id
+        st = settings.station
+        self.core = StationCore(
+            self.station_id,
+            StationInfo(st.vendor, st.model, st.serial_number, st.firmware_version),
+            heartbeat_interval_s=settings.ocpp.heartbeat_interval_s,
+            meter_interval_s=settings.ocpp.meter_interval_s,
+        )
+        self.outbox = Outbox(clock)
+        self.limits = EnvelopeLimits(
+            charger_max_current_a=st.charger_max_current_a,
+            charger_max_voltage_v=st.charger_max_voltage_v,
+            ramp_up_a_per_s=st.ramp_up_a_per_s,
+        )
+        self._bms_factory = bms_factory
+        self._on_step = on_step
+        self._on_session_end = on_session_end
+        self._starts: asyncio.Queue[tuple[PendingStart, dict[str, Any] | None]] = asyncio.Queue()
+        self._stop_requested = asyncio.Event()
+        self._cp: OcppChargePoint | None = None
+        self.energy_wh = 0.0  # the station meter's register: never decreases
+        self.booted = asyncio.Event()
+        self.log = log.bind(station_id=self.station_id)
+
+    # --- StationHooks (called from OCPP handlers; must not block) ------------------------------
+    def remote_start_accepted(self, pending: PendingStart, charging_profile: dict[str, Any] | None) -> None:
+        self._starts.put_nowait((pending, charging_profile))
+
+    def remote_stop_accepted(self, transaction_id: str) -> None:
+        self._stop_requested.set()
+
+    def enqueue(self, messages: list[Outbound]) -> None:
+        self.outbox.put(messages)
+
+    # --- cable (from the plug sensor / simulator) ----------------------------------------------
+    def plug_in(self) -> None:
+        self.enqueue(self.core.plug_in(EVSE_ID, self.clock.now()))
+        self.log.info("cable_plugged_in", evse_id=EVSE_ID)
+
+    def unplug(self) -> None:
+        self.enqueue(self.core.unplug(EVSE_ID, self.clock.now(), self.core.evses[EVSE_ID].last_sample))
+        self.log.info("cable_unplugged", evse_id=EVSE_ID)
+
+    # --- lifetime ------------------------------------------------------------------------------
+    async def run(self) -> None:
+        """Run until cancelled (SIGTERM/SIGINT handling is the CLI's job)."""
+        structlog.contextvars.bind_contextvars(station_id=self.station_id)
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(
+                connect_forever(self.station_id, self.settings.ocpp, self.clock, self._session),
+                name=f"{self.station_id}:connection",
+            )
+            tg.create_task(self._evse_controller(), name=f"{self.station_id}:evse{EVSE_ID}")
+
+    async def _session(self, ws: ClientConnection) -> None:
+        cp = OcppChargePoint(self.station_id, ws, self.core, self, self.settings.ocpp.response_timeout_s)
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(cp.start(), name=f"{self.station_id}:ocpp-reader")
+            await self._boot(cp)
+            self._cp = cp
+            self.outbox.online = True
+            self.booted.set()
+            try:
+                for message in self.core.status_notifications(self.clock.now()):
+                    await cp.send(message)
+                tg.create_task(self._heartbeat(cp), name=f"{self.station_id}:heartbeat")
+                await self.outbox.deliver(cp.send)
+            finally:
+                self.outbox.online = False
+                self._cp = None
+
+    async def _boot(self, cp: OcppChargePoint) -> None:
+        """B01-B03: BootNotification until Accepted, waiting the interval the CSMS gives."""
+        while True:
+            response = await cp.send(self.core.boot_request())
+            wait_s = self.core.on_boot_response(response["status"], float(response["interval"]))
+            self.log.info("boot_response", status=response["status"], interval_s=response["interval"])
+            if self.core.accepted:
+                return
+            await self.clock.sleep(wait_s)
+
+    async def _heartbeat(self, cp: OcppChargePoint) -> None:
+        while True:
+            await self.clock.sleep(self.core.heartbeat_interval_s)
+            try:
+                await cp.send(self.core.heartbeat_request())
+            except ProtocolError as exc:
+                self.log.warning("heartbeat_failed", error=str(exc))
+
+    # --- charging ------------------------------------------------------------------------------
+    async def _evse_controller(self) -> None:
+        while True:
+            pending, profile = await self._starts.get()
+            if self.settings.ocpp.authorize_remote_start and not await self._authorize(pending):
+                self.core.abandon_start(pending)
+                continue
+            self._stop_requested.clear()
+            self.enqueue(
+                self.core.start_transaction(
+                    pending, charging_profile=profile, now=self.clock.now(), now_s=self.clock.monotonic()
+                )
+            )
+            tx = self.core.transaction(EVSE_ID)
+            tx_id = tx.transaction_id if tx else None
+            with structlog.contextvars.bound_contextvars(evse_id=EVSE_ID, transaction_id=tx_id):
+                result = await self._charge_session(tx_id)
+            if self._on_session_end is not None:
+                self._on_session_end(result)
+
+    async def _authorize(self, pending: PendingStart) -> bool:
+        """C01 with AuthorizeRemoteStart=true: ask the CSMS before starting; offline means not authorized."""
+        cp = self._cp
+        if cp is None:
+            self.log.warning("authorize_offline", evse_id=pending.evse_id)
+            return False
+        try:
+            response = await cp.send(Outbound("Authorize", {"idToken": pending.id_token}))
+        except ProtocolError as exc:
+            self.log.warning("authorize_failed", error=str(exc))
+            return False
+        status = response.get("idTokenInfo", {}).get("status")
+        self.log.info("authorize_response", status=status)
+        return status == "Accepted"
+
+    async def _charge_session(self, tx_id: str | None) -> SessionResult:
+        started_s = self.clock.monotonic()
+        energy_at_start = self.energy_wh
+        link = self._bms_factory()
+        info: PackInfo | None = None
+        reason = StopReason.LOCAL
+        try:
+            info = await link.start_session()
+            self.log.info("bms_session_started", battery=info.battery_type, soc=info.soc)
+            reason = await self._control_loop(link, info)
+        except BmsLinkError as exc:
+            self.log.error("bms_session_failed", error=str(exc))
+            reason = link.end_reason or StopReason.BMS_TIMEOUT
+        finally:
+            await link.close()
+        sample = self.core.evses[EVSE_ID].last_sample
+        if sample is not None:
+            sample = MeterSample(self.energy_wh, 0.0, 0.0, sample.voltage_v, sample.soc, sample.cell_temp_c)
+            self.core.record_sample(EVSE_ID, sample)
+        self.enqueue(self.core.end_transaction(EVSE_ID, self.clock.now(), reason, sample))
+        result = SessionResult(
+            tx_id, info, reason, self.energy_wh - energy_at_start, self.clock.monotonic() - started_s
+        )
+        self.log.info(
+            "session_ended", reason=reason, energy_kwh=round(result.energy_wh / 1000, 3),
+            minutes=round(result.duration_s / 60, 1),
+        )
+        return result
+
+    async def _control_loop(self, link: BmsLink, info: PackInfo) -> StopReason:
+        previous_a = 0.0
+        last_s: float | None = None
+        charging = False
+        async for telemetry in link.telemetry():
+            now_s = self.clock.monotonic()
+            dt_s = 0.0 if last_s is None else now_s - last_s
+            last_s = now_s
+            self._meter(telemetry, dt_s, previous_a)
+            if self._stop_requested.is_set():
+                await link.stop_session(StopReason.REMOTE)
+                return StopReason.REMOTE
+            decision = self._decide(telemetry, info, previous_a, dt_s)
+            if decision.stop:
+                self.log.warning("envelope_stop", reason=decision.explanation)
+                await link.stop_session(StopReason.SAFETY_ENVELOPE)
+                return StopReason.SAFETY_ENVELOPE
+            voltage_v = min(telemetry.request.voltage_v, info.max_pack_voltage_v, self.limits.charger_max_voltage_v)
+            await link.command(ChargeCommand(output_voltage_v=voltage_v, output_current_a=decision.current_a))
+            previous_a = decision.current_a
+            if decision.current_a > 0 and not charging:
+                charging = True
+                self.enqueue(self.core.charging_state_changed(
+                    EVSE_ID, ChargingState.CHARGING, self.clock.now(), self.core.evses[EVSE_ID].last_sample
+                ))
+            self.enqueue(self.core.meter_update(EVSE_ID, self.clock.now(), now_s))
+            if self._on_step is not None:
+                self._on_step(StepRecord(
+                    now_s, telemetry.soc, decision.current_a, self._csms_limit(telemetry),
+                    telemetry.pack_voltage_v, telemetry.cell_temp_max_c, decision.binding_constraint,
+                    self.energy_wh,
+                ))
+        return link.end_reason or StopReason.STOPPED_BY_EV
+
+    def _csms_limit(self, telemetry: PackTelemetry) -> float | None:
+        return self.core.limit_a(EVSE_ID, self.clock.now(), max(telemetry.pack_voltage_v, 1.0))
+
+    def _decide(self, telemetry: PackTelemetry, info: PackInfo, previous_a: float, dt_s: float) -> Decision:
+        proposal = cc_cv_current_a(telemetry, info.rated_capacity_ah)
+        if not math.isfinite(proposal):
+            self.log.error("proposal_invalid", proposal=proposal)
+        return decide(
+            telemetry,
+            proposed_current_a=proposal,
+            csms_limit_a=self._csms_limit(telemetry),
+            grid_limit_a=None,
+            previous_current_a=previous_a,
+            dt_s=dt_s,
+            limits=self.limits,
+        )
+
+    def _meter(self, telemetry: PackTelemetry, dt_s: float, current_a: float) -> None:
+        """Integrate the DC output energy over the last step (the current we delivered at this voltage)."""
+        self.energy_wh += telemetry.pack_voltage_v * current_a * dt_s / 3600.0
+        sample = MeterSample(
+            energy_wh=self.energy_wh,
+            power_w=telemetry.pack_voltage_v * telemetry.pack_current_a,
+            current_a=telemetry.pack_current_a,
+            voltage_v=telemetry.pack_voltage_v,
+            soc=telemetry.soc,
+            cell_temp_c=telemetry.cell_temp_max_c,
+        )
+        self.core.record_sample(EVSE_ID, sample)

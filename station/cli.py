@@ -1,0 +1,205 @@
+"""The `chargeagent` command line: demo, station, csms."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import structlog
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn
+from rich.table import Table
+
+from chargeagent.clock import LoopClock
+from chargeagent.config import Settings, load_settings
+from chargeagent.errors import ConfigError
+from chargeagent.logs import configure_logging
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Smart-charging OCPP charge-point agent.")
+console = Console()
+log = structlog.get_logger(__name__)
+
+LogFormat = Literal["console", "json"]
+
+
+class _State:
+    config: Path | None = None
+    log_format: str | None = None
+    log_level: str | None = None
+
+
+_state = _State()
+
+
+@app.callback()
+def main(
+    config: Annotated[Path | None, typer.Option(help="TOML config file (over config/default.toml).")] = None,
+    log_format: Annotated[str | None, typer.Option(help="console | json")] = None,
+    log_level: Annotated[str | None, typer.Option(help="debug | info | warning | error")] = None,
+) -> None:
+    _state.config, _state.log_format, _state.log_level = config, log_format, log_level
+
+
+def _settings(overrides: dict[str, Any] | None = None, config: Path | None = None) -> Settings:
+    """Load config or exit 2 with one line naming the bad key."""
+    log_overrides: dict[str, Any] = {}
+    if _state.log_format:
+        log_overrides["format"] = _state.log_format
+    if _state.log_level:
+        log_overrides["level"] = _state.log_level
+    merged = dict(overrides or {})
+    if log_overrides:
+        merged["log"] = log_overrides
+    try:
+        settings = load_settings(config or _state.config, merged)
+    except ConfigError as exc:
+        typer.echo(f"chargeagent: config error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    configure_logging(settings.log.format, settings.log.level)
+    return settings
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option(help="Directory for report.html.")] = Path("out"),
+    timing_scale: Annotated[
+        float, typer.Option(help="GB/T message periods × this (1 = the standard's timing; slower to run).")
+    ] = 5.0,
+) -> None:
+    """Embedded CSMS + 3 stations charging simulated packs over CAN, on a virtual clock; writes a report."""
+    from chargeagent.vtime import run_virtual  # noqa: PLC0415
+    from simulators.demo import run_demo, summary_row, write_demo_report  # noqa: PLC0415
+
+    overrides: dict[str, Any] = {} if _state.log_level else {"log": {"level": "warning"}}
+    settings = _settings(overrides)
+    wall_start = time.perf_counter()
+    with Progress(
+        TextColumn("{task.description:<14}"), BarColumn(), TextColumn("SoC {task.completed:>5.1f} %"),
+        console=console, transient=False,
+    ) as progress:
+        bars: dict[str, Any] = {}
+
+        def on_progress(station_id: str, soc: float) -> None:
+            if station_id not in bars:
+                bars[station_id] = progress.add_task(station_id, total=100.0)
+            progress.update(bars[station_id], completed=soc * 100)
+
+        result = run_virtual(run_demo(timing_scale=timing_scale, base_settings=settings, progress=on_progress))
+    wall_s = time.perf_counter() - wall_start
+    table = Table(title=f"chargeagent demo — {result.virtual_minutes:.0f} simulated min in {wall_s:.1f} s")
+    rows = [summary_row(t) for t in result.traces]
+    table.add_column("station")
+    for key in rows[0]:
+        table.add_column(key, justify="right" if key != "binding constraints" else "left")
+    for trace, row in zip(result.traces, rows, strict=True):
+        table.add_row(trace.station.station_id, *(str(v) for v in row.values()))
+    console.print(table)
+    csms_line = ", ".join(f"{action} ×{n}" for action, n in sorted(result.csms_actions.items()))
+    console.print(f"CSMS received: {csms_line}")
+    report = write_demo_report(result, out / "report.html")
+    console.print(f"Report: {report}")
+    failed = [t.station.station_id for t in result.traces if t.result is None or t.result.energy_wh <= 0]
+    if failed:
+        console.print(f"[red]no energy delivered at {', '.join(failed)}[/red]")
+        raise typer.Exit(1)
+
+
+@app.command()
+def station(
+    csms_url: Annotated[str | None, typer.Option(help="CSMS endpoint; the station id is appended.")] = None,
+    station_id: Annotated[str | None, typer.Option(help="Charging station identity.")] = None,
+    protocol: Annotated[str, typer.Option(help="ocpp2.0.1 (ocpp1.6 arrives with issue #4)")] = "ocpp2.0.1",
+    config: Annotated[Path | None, typer.Option(help="TOML config file.")] = None,
+    bms: Annotated[str | None, typer.Option(help="sim | can")] = None,
+    can_interface: Annotated[str | None, typer.Option(help="python-can interface, e.g. socketcan")] = None,
+    can_channel: Annotated[str | None, typer.Option(help="e.g. can0")] = None,
+) -> None:
+    """Run a charge point against any OCPP 2.0.1 CSMS (real time)."""
+    if protocol != "ocpp2.0.1":
+        typer.echo(f"chargeagent: --protocol {protocol} is not supported yet (only ocpp2.0.1)", err=True)
+        raise typer.Exit(2)
+    overrides: dict[str, Any] = {}
+    for section, key, value in (
+        ("ocpp", "csms_url", csms_url),
+        ("station", "id", station_id),
+        ("bms", "backend", bms),
+        ("bms", "can_interface", can_interface),
+        ("bms", "can_channel", can_channel),
+    ):
+        if value is not None:
+            overrides.setdefault(section, {})[key] = value
+    settings = _settings(overrides, config)
+    asyncio.run(_run_station(settings))
+
+
+async def _run_station(settings: Settings) -> None:
+    from simulators.ev import SimulatedEv, can_link_factory, pack_spec_from_settings  # noqa: PLC0415
+    from bms_link.gbt import GbtTiming  # noqa: PLC0415
+    from station.agent import StationAgent  # noqa: PLC0415
+
+    clock = LoopClock()
+    sessions_done: asyncio.Queue[object] = asyncio.Queue()
+    agent = StationAgent(
+        settings,
+        clock=clock,
+        bms_factory=can_link_factory(settings, clock),
+        on_session_end=sessions_done.put_nowait,
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+    async def simulated_vehicles() -> None:
+        """--bms sim: an EV is always waiting; after a session it leaves and a fresh one arrives."""
+        while True:
+            ev = SimulatedEv(
+                pack_spec_from_settings(settings),
+                interface=settings.bms.can_interface,
+                channel=settings.bms.can_channel,
+                clock=clock,
+                timing=GbtTiming(period_scale=settings.bms.timing_scale),
+                poll_interval_s=0.01,
+            )
+            await agent.booted.wait()
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(ev.run(), name="sim-ev")
+                agent.plug_in()
+                await sessions_done.get()
+            await clock.sleep(5.0)
+            agent.unplug()
+            await clock.sleep(10.0)
+
+    log.info("station_starting", station_id=settings.station.id, csms_url=settings.ocpp.csms_url,
+             bms=settings.bms.backend)
+    async with asyncio.TaskGroup() as tg:
+        tasks = [tg.create_task(agent.run(), name="agent")]
+        if settings.bms.backend == "sim":
+            tasks.append(tg.create_task(simulated_vehicles(), name="sim-vehicles"))
+        await stop.wait()
+        log.info("station_stopping")
+        for task in tasks:
+            task.cancel()
+
+
+@app.command()
+def csms(
+    host: Annotated[str, typer.Option(help="Listen address.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Listen port.")] = 9000,
+) -> None:
+    """Run the embedded OCPP 2.0.1 CSMS (for trying the station against; not a production CSMS)."""
+    from simulators.csms import run_csms  # noqa: PLC0415
+
+    _settings()
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run_csms(host, port))
+
+
+def run() -> None:  # pragma: no cover - console entry point alternative
+    sys.exit(app())

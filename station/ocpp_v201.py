@@ -1,0 +1,182 @@
+"""Thin adapter between `StationCore` and the `ocpp` library's 2.0.1 ChargePoint (the only ocpp importer).
+
+The library does framing, schema validation and routing; `StationCore` owns state and rules. Inbound
+handlers answer from the core and hand follow-up messages to the outbox in `@after` hooks, so nothing is
+awaited inside a handler (the library processes one inbound call at a time per connection).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import structlog
+from ocpp import messages as ocpp_messages
+from ocpp.charge_point import camel_to_snake_case, snake_to_camel_case
+from ocpp.exceptions import OCPPError
+from ocpp.routing import after, on
+from ocpp.v201 import ChargePoint, call
+
+from chargeagent.errors import ProtocolError
+from station.protocol.station import Outbound, PendingStart, StationCore
+
+# Validate on the loop thread: the executor hop costs more than validating a small payload on a 1-2 core
+# edge CPU, and the virtual-time simulator must not wait on threads. Validation itself stays on.
+ocpp_messages.ASYNC_VALIDATION = False
+
+log = structlog.get_logger(__name__)
+
+
+class StationHooks(Protocol):
+    """What the adapter tells the agent; implementations must not block (schedule work instead)."""
+
+    def remote_start_accepted(self, pending: PendingStart, charging_profile: dict[str, Any] | None) -> None: ...
+
+    def remote_stop_accepted(self, transaction_id: str) -> None: ...
+
+    def enqueue(self, messages: list[Outbound]) -> None: ...
+
+
+# Variables GetVariables/SetVariables understand until the full device model lands (issue #4).
+_VARIABLES: dict[tuple[str, str], str] = {
+    ("OCPPCommCtrlr", "HeartbeatInterval"): "heartbeat_interval_s",
+    ("SampledDataCtrlr", "TxUpdatedInterval"): "meter_interval_s",
+}
+
+
+class OcppChargePoint(ChargePoint):  # type: ignore[misc]
+    """The `ocpp` ChargePoint with our inbound handlers, all answered by `StationCore`."""
+
+    def __init__(
+        self, station_id: str, connection: Any, core: StationCore, hooks: StationHooks, response_timeout_s: float
+    ) -> None:
+        super().__init__(station_id, connection, response_timeout=response_timeout_s)
+        self.core = core
+        self.hooks = hooks
+        self._after: Callable[[], None] | None = None
+
+    async def send(self, message: Outbound) -> dict[str, Any]:
+        """Send one CALL and return the camelCase response payload; CallError/timeout -> ProtocolError."""
+        payload_cls = getattr(call, message.action)
+        kwargs = {camel_to_snake_case(key): value for key, value in message.payload.items()}
+        try:
+            result = await self.call(payload_cls(**kwargs), suppress=False)
+        except OCPPError as exc:
+            raise ProtocolError(f"{message.action} rejected by CSMS: {exc}") from exc
+        except TimeoutError as exc:
+            raise ProtocolError(f"{message.action}: no response within {self._response_timeout}s") from exc
+        response: dict[str, Any] = snake_to_camel_case(
+            {k: v for k, v in vars(result).items() if v is not None}
+        )
+        return response
+
+    def _run_after(self) -> None:
+        pending, self._after = self._after, None
+        if pending is not None:
+            pending()
+
+    @on("RequestStartTransaction")
+    def on_request_start(
+        self,
+        id_token: dict[str, Any],
+        remote_start_id: int,
+        evse_id: int | None = None,
+        charging_profile: dict[str, Any] | None = None,
+        **_: Any,
+    ) -> Any:
+        response, pending = self.core.on_request_start(
+            id_token=snake_to_camel_case(id_token), remote_start_id=remote_start_id, evse_id=evse_id
+        )
+        log.info("remote_start", status=response["status"], evse_id=evse_id, remote_start_id=remote_start_id)
+        if pending is not None:
+            profile = snake_to_camel_case(charging_profile) if charging_profile else None
+            self._after = lambda: self.hooks.remote_start_accepted(pending, profile)
+        return call_result("RequestStartTransaction", response)
+
+    @after("RequestStartTransaction")
+    def after_request_start(self, **_: Any) -> None:
+        self._run_after()
+
+    @on("RequestStopTransaction")
+    def on_request_stop(self, transaction_id: str, **_: Any) -> Any:
+        response = self.core.on_request_stop(transaction_id)
+        log.info("remote_stop", status=response["status"], transaction_id=transaction_id)
+        if response["status"] == "Accepted":
+            self._after = lambda: self.hooks.remote_stop_accepted(transaction_id)
+        return call_result("RequestStopTransaction", response)
+
+    @after("RequestStopTransaction")
+    def after_request_stop(self, **_: Any) -> None:
+        self._run_after()
+
+    @on("SetChargingProfile")
+    def on_set_charging_profile(self, evse_id: int, charging_profile: dict[str, Any], **_: Any) -> Any:
+        profile = snake_to_camel_case(charging_profile)
+        response = self.core.on_set_charging_profile(evse_id, profile)
+        log.info("set_charging_profile", evse_id=evse_id, status=response["status"], profile_id=profile["id"])
+        return call_result("SetChargingProfile", response)
+
+    @on("ClearChargingProfile")
+    def on_clear_charging_profile(
+        self, charging_profile_id: int | None = None, charging_profile_criteria: Any = None, **_: Any
+    ) -> Any:
+        purpose = (charging_profile_criteria or {}).get("charging_profile_purpose")
+        cleared = self.core.profiles.clear(charging_profile_id, purpose)
+        return call_result("ClearChargingProfile", {"status": "Accepted" if cleared else "Unknown"})
+
+    @on("GetVariables")
+    def on_get_variables(self, get_variable_data: list[dict[str, Any]], **_: Any) -> Any:
+        results = []
+        for item in get_variable_data:
+            component, variable = item["component"]["name"], item["variable"]["name"]
+            attr = _VARIABLES.get((component, variable))
+            result: dict[str, Any] = {
+                "attributeStatus": "Accepted" if attr else _unknown(component),
+                "component": {"name": component},
+                "variable": {"name": variable},
+            }
+            if attr:
+                result["attributeValue"] = str(int(getattr(self.core, attr)))
+            results.append(result)
+        return call_result("GetVariables", {"getVariableResult": results})
+
+    @on("SetVariables")
+    def on_set_variables(self, set_variable_data: list[dict[str, Any]], **_: Any) -> Any:
+        results = []
+        for item in set_variable_data:
+            component, variable = item["component"]["name"], item["variable"]["name"]
+            attr = _VARIABLES.get((component, variable))
+            status = _unknown(component) if attr is None else "Accepted"
+            if attr is not None:
+                try:
+                    value = int(item["attribute_value"])
+                except ValueError:
+                    value = 0
+                if value > 0:
+                    setattr(self.core, attr, float(value))
+                else:
+                    status = "Rejected"
+            results.append(
+                {"attributeStatus": status, "component": {"name": component}, "variable": {"name": variable}}
+            )
+        return call_result("SetVariables", {"setVariableResult": results})
+
+
+def _unknown(component: str) -> str:
+    known_components = {name for name, _ in _VARIABLES}
+    return "UnknownVariable" if component in known_components else "UnknownComponent"
+
+
+def call_result(action: str, payload: dict[str, Any]) -> Any:
+    """Build the library's call_result dataclass from a camelCase payload."""
+    from ocpp.v201 import call_result as results  # noqa: PLC0415 - keeps the module namespace small
+
+    return getattr(results, action)(**{camel_to_snake_case(k): v for k, v in payload.items()})
+
+
+async def cancel_quietly(task: asyncio.Task[Any]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

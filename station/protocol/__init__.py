@@ -1,0 +1,1 @@
+"""Sans-I/O OCPP state: connectors, transactions, boot/heartbeat, smart-charging limits."""

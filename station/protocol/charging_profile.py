@@ -1,0 +1,169 @@
+"""Smart-charging profiles (OCPP 2.0.1 K01/K08): store installed profiles, evaluate the limit at time t.
+
+Rules implemented (OCPP 2.0.1 part 2, 3.5 'Smart charging'): within a purpose the valid profile with the
+highest stackLevel wins; a TxProfile overrides the TxDefaultProfile for its transaction; the result is the
+minimum of that and ChargingStationMaxProfile. Kinds Absolute (startSchedule) and Relative (from
+transaction start); Recurring and full composite schedules arrive with the smart-charging issue.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from chargeagent.errors import ProtocolError
+
+PURPOSES = ("ChargingStationMaxProfile", "TxDefaultProfile", "TxProfile")
+
+
+@dataclass(frozen=True)
+class InstalledProfile:
+    evse_id: int
+    profile: dict[str, Any]
+
+    @property
+    def purpose(self) -> str:
+        return str(self.profile["chargingProfilePurpose"])
+
+    @property
+    def stack_level(self) -> int:
+        return int(self.profile["stackLevel"])
+
+
+def _parse_time(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+class ProfileStore:
+    """Installed charging profiles and their evaluation; pure functions of (profiles, time, tx info)."""
+
+    def __init__(self) -> None:
+        self._profiles: dict[
+            int, InstalledProfile
+        ] = {}  # by chargingProfile.id (K01.FR.05: replace same id)
+
+    def install(self, evse_id: int, profile: dict[str, Any], active_tx_id: str | None) -> str:
+        """Validate and install; return 'Accepted' or 'Rejected' (K01.FR.03/.16/.22)."""
+        purpose = profile.get("chargingProfilePurpose")
+        if purpose not in PURPOSES:
+            return "Rejected"
+        if purpose == "ChargingStationMaxProfile" and evse_id != 0:
+            return "Rejected"  # K01.FR.03: only on evseId 0
+        if purpose == "TxProfile":
+            if evse_id == 0 or active_tx_id is None:
+                return "Rejected"  # K01.FR.16: TxProfile needs an active transaction on that EVSE
+            if profile.get("transactionId") not in (None, active_tx_id):
+                return "Rejected"
+        if profile.get("chargingProfileKind") not in ("Absolute", "Relative"):
+            return "Rejected"
+        for schedule in profile.get("chargingSchedule", []):
+            if schedule.get("chargingRateUnit") not in ("A", "W") or not schedule.get(
+                "chargingSchedulePeriod"
+            ):
+                return "Rejected"
+        self._profiles[int(profile["id"])] = InstalledProfile(evse_id, profile)
+        return "Accepted"
+
+    def clear(self, profile_id: int | None = None, purpose: str | None = None) -> bool:
+        before = len(self._profiles)
+        self._profiles = {
+            pid: p
+            for pid, p in self._profiles.items()
+            if not (
+                (profile_id is None or pid == profile_id)
+                and (purpose is None or p.purpose == purpose)
+            )
+        }
+        return len(self._profiles) < before
+
+    def clear_tx_profiles(self, transaction_id: str) -> None:
+        """K01.FR.05/K08: a TxProfile ends with its transaction."""
+        self._profiles = {
+            pid: p
+            for pid, p in self._profiles.items()
+            if not (
+                p.purpose == "TxProfile"
+                and p.profile.get("transactionId") in (None, transaction_id)
+            )
+        }
+
+    def limit_a(
+        self,
+        evse_id: int,
+        now: datetime,
+        *,
+        tx_id: str | None,
+        tx_start: datetime | None,
+        voltage_v: float,
+    ) -> float | None:
+        """The current limit (A) for the EVSE at `now`, or None when no profile applies."""
+        station_max = self._purpose_limit("ChargingStationMaxProfile", 0, now, tx_start, voltage_v)
+        tx = None
+        if tx_id is not None:
+            tx = self._purpose_limit("TxProfile", evse_id, now, tx_start, voltage_v, tx_id)
+        if tx is None:
+            tx = self._purpose_limit("TxDefaultProfile", evse_id, now, tx_start, voltage_v)
+            if tx is None:
+                tx = self._purpose_limit("TxDefaultProfile", 0, now, tx_start, voltage_v)
+        limits = [v for v in (station_max, tx) if v is not None]
+        return min(limits) if limits else None
+
+    def _purpose_limit(
+        self,
+        purpose: str,
+        evse_id: int,
+        now: datetime,
+        tx_start: datetime | None,
+        voltage_v: float,
+        tx_id: str | None = None,
+    ) -> float | None:
+        candidates = sorted(
+            (
+                p
+                for p in self._profiles.values()
+                if p.purpose == purpose
+                and p.evse_id == evse_id
+                and (tx_id is None or p.profile.get("transactionId") in (None, tx_id))
+            ),
+            key=lambda p: p.stack_level,
+            reverse=True,
+        )
+        for installed in candidates:
+            value = _profile_limit_a(installed.profile, now, tx_start, voltage_v)
+            if value is not None:
+                return value
+        return None
+
+
+def _profile_limit_a(
+    profile: dict[str, Any], now: datetime, tx_start: datetime | None, voltage_v: float
+) -> float | None:
+    if "validFrom" in profile and now < _parse_time(profile["validFrom"]):
+        return None
+    if "validTo" in profile and now >= _parse_time(profile["validTo"]):
+        return None
+    for schedule in profile.get("chargingSchedule", []):
+        if profile["chargingProfileKind"] == "Relative":
+            start = tx_start
+        else:
+            start = _parse_time(schedule["startSchedule"]) if "startSchedule" in schedule else None
+        if start is None:
+            continue
+        offset_s = (now - start).total_seconds()
+        duration = schedule.get("duration")
+        if offset_s < 0 or (duration is not None and offset_s >= float(duration)):
+            continue
+        active = None
+        for period in sorted(schedule["chargingSchedulePeriod"], key=lambda p: p["startPeriod"]):
+            if period["startPeriod"] <= offset_s:
+                active = period
+        if active is None:
+            continue
+        limit = float(active["limit"])
+        if schedule["chargingRateUnit"] == "W":
+            if voltage_v <= 0:
+                raise ProtocolError("a W-based charging limit needs a positive output voltage")
+            limit = limit / voltage_v  # DC output: P = U·I
+        return max(limit, 0.0)
+    return None
