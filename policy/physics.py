@@ -1,8 +1,9 @@
 """NumPy battery surrogate: OCV table + 2-RC equivalent circuit + lumped thermal model, vectorised over packs.
 
-One `PackBatch` holds N packs (arrays of shape (N,)). Each pack is `series_cells` identical cells in
-series, modelled by one representative (mean) cell; the weakest/hottest cells are derived from it by a
-small deterministic spread (see `_spread`), which is what a BMS reports as max/min.
+One `PackBatch` holds N packs (arrays of shape (N,)); `Pack` is the same model on plain floats for one
+pack (≈ 10x less overhead per step). Each pack is `series_cells` identical cells in series, modelled by
+one representative (mean) cell; the highest/lowest cells are derived from it by a small deterministic
+spread (CELL_V_SPREAD_*, TEMP_SPREAD_* below), which is what a BMS reports as max/min.
 
 Model, per representative cell (current positive INTO the battery):
     v_terminal = OCV(soc) + v1 + v2 + I·R0           dv_k/dt = I/C_k - v_k/(R_k·C_k)
@@ -43,14 +44,16 @@ _KELVIN = 273.15
 _T_REF_K = T_REF_C + _KELVIN
 # Exact integration makes any step stable; this only bounds coupling error (R(T), OCV(SoC)).
 MAX_SUBSTEP_S = 5.0
+# Shorter steps are skipped: nothing physical happens in them and 1/h would overflow.
+MIN_STEP_S = 1e-6
 
 # OCV(SoC) per cell at 25 °C, rounded to 10 mV. Shapes follow published curves, not a fit to one cell:
 # NMC/graphite after Chen et al. 2020, J. Electrochem. Soc. 167:080534 (LG M50, NMC811);
 # LFP/graphite after Prada et al. 2012, J. Electrochem. Soc. 159:A1508 (A123 LFP), with its flat
 # ~3.3 V plateau. Strictly increasing, so SoC ↔ OCV is one-to-one.
 _OCV_SOC = (0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0)
-_OCV_NMC_V = (3.30, 3.46, 3.54, 3.58, 3.61, 3.66, 3.71, 3.77, 3.85, 3.93, 4.01, 4.09, 4.13, 4.18)
-_OCV_LFP_V = (2.90, 3.14, 3.20, 3.23, 3.25, 3.28, 3.29, 3.30, 3.31, 3.32, 3.33, 3.34, 3.36, 3.45)
+_OCV_NMC_V = (3.30, 3.46, 3.54, 3.58, 3.61, 3.66, 3.71, 3.77, 3.85, 3.93, 4.01, 4.09, 4.13, 4.19)
+_OCV_LFP_V = (2.90, 3.14, 3.20, 3.23, 3.25, 3.28, 3.29, 3.30, 3.31, 3.32, 3.33, 3.34, 3.37, 3.55)
 
 # Graphite open-circuit potential vs Li/Li+ mapped onto cell SoC (stage plateaus ~0.21/0.12/0.085 V,
 # after the graphite OCP in Chen et al. 2020). Used only by the plating indicator.
@@ -61,7 +64,7 @@ _ANODE_OCP_V = (0.30, 0.22, 0.18, 0.13, 0.12, 0.09, 0.085, 0.075)
 # near 1C (REFERENCE.md "Battery physics": plating grows with current, cold and SoC).
 _ANODE_OVERPOTENTIAL_V_PER_C = 0.025
 
-# Deterministic cell-to-cell spread (documented in the module docstring of the BMS simulator too):
+# Deterministic cell-to-cell spread, applied to the mean cell to give the BMS's max/min values:
 # balanced packs sit within a few mV at rest; under current the spread grows with the IR drop (cell
 # resistance varies by a few %), and aged packs are less uniform.
 CELL_V_SPREAD_BASE_V = 0.005
@@ -114,12 +117,14 @@ class _ChemistryBase:
     ocv_v: tuple[float, ...]
 
 
+# Per-Ah resistances are assumptions sized to large-format EV cells (R ∝ 1/capacity); RC time constants
+# 10 s / 200 s separate charge transfer from diffusion, as in usual 2-RC fits.
 _BASES: dict[str, _ChemistryBase] = {
     # 150 Ah NMC prismatic: R0 ≈ 0.8 mΩ, ≈ 2.4 kg (≈ 230 Wh/kg); 4.2 V / 3.0 V window is standard NMC.
-    "nmc": _ChemistryBase(0.12, 0.06, 10.0, 0.06, 200.0, 0.016, 30_000.0, 3.65, 4.20, 3.00, _OCV_NMC_V),
-    # LFP: higher resistance, heavier per Ah (≈ 170 Wh/kg), 3.65 V / 2.5 V window (A123/CATL data
-    # sheets), stronger cold sensitivity.
-    "lfp": _ChemistryBase(0.15, 0.08, 10.0, 0.08, 200.0, 0.019, 35_000.0, 3.20, 3.65, 2.50, _OCV_LFP_V),
+    "nmc": _ChemistryBase(0.12, 0.05, 10.0, 0.05, 200.0, 0.016, 30_000.0, 3.65, 4.20, 3.00, _OCV_NMC_V),
+    # 200 Ah LFP prismatic: R0 ≈ 0.5 mΩ, heavier per Ah (≈ 170 Wh/kg), 3.65 V / 2.5 V window (usual
+    # LFP data-sheet limits); a larger activation energy makes it more sensitive to cold (assumption).
+    "lfp": _ChemistryBase(0.10, 0.04, 10.0, 0.04, 200.0, 0.019, 35_000.0, 3.20, 3.65, 2.50, _OCV_LFP_V),
 }
 # Li-ion cell heat capacity ≈ 0.8-1.1 kJ/(kg·K): Maleki et al. 1999, J. Electrochem. Soc. 146:947.
 _CP_J_PER_KG_K = 1000.0
@@ -280,7 +285,9 @@ class _PackCore(Generic[X]):
         self.v2_v, heat2_j, into2_j = self._rc_branch(self.v2_v, current, p.r2_ohm * factor, p.c2_f, h)
         ohmic_j = current * current * r0 * h
         heat_j = ohmic_j + heat1_j + heat2_j
-        soc_new = self.soc + current * h / capacity_as
+        # The clip above already keeps SoC in range; this one only absorbs rounding (≈ 1e-16).
+        zero = 0.0 * self.soc
+        soc_new = self._clip(self.soc + current * h / capacity_as, zero, zero + 1.0)
         ocv_new = self._interp(soc_new, p.ocv_soc, p.ocv_v)
         # Trapezoid of OCV over the SoC change: exact on a piecewise-linear table unless a breakpoint
         # is crossed inside the step (then ≪ 0.1 % for sub-steps of a few seconds).
@@ -390,7 +397,7 @@ class PackBatch(_PackCore[FloatArray]):
         if bad.any():
             log.warning("physics_bad_current", packs=int(bad.sum()), reason="non-finite set to 0 A")
             current[bad] = 0.0
-        if dt_s > 0.0:
+        if dt_s >= MIN_STEP_S:
             self._advance(current, dt_s)
 
     def _exp(self, x: FloatArray) -> FloatArray:
@@ -435,7 +442,7 @@ class Pack(_PackCore[float]):
         if not (math.isfinite(dt_s) and dt_s >= 0.0 and math.isfinite(current_a)):
             log.warning("physics_bad_step", dt_s=dt_s, current_a=current_a, reason="non-finite input")
             return
-        if dt_s > 0.0:
+        if dt_s >= MIN_STEP_S:
             self._advance(float(current_a), dt_s)
 
     def _exp(self, x: float) -> float:

@@ -1,9 +1,10 @@
 """Embedded OCPP 2.0.1 CSMS for tests, the demo and `chargeagent csms`: answers stations, records all.
 
 One `EmbeddedCsms` serves many stations over `websockets` (subprotocol `ocpp2.0.1`, station id =
-last URL path segment). Each connection is an `ocpp.v201.ChargePoint` subclass: the library routes
-inbound CALLs to our `@on` handlers and validates them against the OCPP JSON schemas. We replace
-two pieces of the library's plumbing, deliberately:
+last URL path segment; a client without the subprotocol is closed right after the handshake, as
+OCPP-J part 4 §3.3 asks, and an unusable identity gets HTTP 404). Each connection is an
+`ocpp.v201.ChargePoint` subclass: the library routes inbound CALLs to our `@on` handlers and
+validates them against the OCPP JSON schemas. We replace two pieces of its plumbing, deliberately:
 
 * frame parsing (`parse_frame`, sans-I/O): the library only logs frames it cannot unpack, while
   OCPP-J requires a CALLERROR (messageId "-1" when it is unreadable);
@@ -37,7 +38,9 @@ from ocpp.routing import on
 from ocpp.v201 import ChargePoint, call_result
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
+from websockets.frames import CloseCode
 from websockets.http11 import Request, Response
+from websockets.typing import Subprotocol
 
 from chargeagent.clock import Clock, LoopClock, ocpp_timestamp
 from chargeagent.errors import ConfigError, ProtocolError
@@ -56,6 +59,7 @@ OCPP_VERSION = "2.0.1"
 SUBPROTOCOL = "ocpp2.0.1"
 BOOT_STATUSES = frozenset({"Accepted", "Pending", "Rejected"})  # RegistrationStatusEnumType
 _MAX_MESSAGE_ID_LEN = 36  # OCPP-J part 4 §4.1.4: messageId is string[36]
+_MAX_IDENTITY_LEN = 48  # OCPP-J part 4 §3.1.1
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -108,33 +112,43 @@ def parse_frame(raw: str | bytes) -> Call | CallResult | CallError | FrameError:
         frame = json.loads(text)
     except (UnicodeDecodeError, ValueError):
         return FrameError("-1", "RpcFrameworkError", "Frame is not valid UTF-8 JSON")
-    if not isinstance(frame, list) or len(frame) < 3:
+    if not isinstance(frame, list) or not frame:
         return FrameError("-1", "RpcFrameworkError", "Frame is not an OCPP-J array")
-    type_id, message_id = frame[0], frame[1]
+    kind = frame[0] if type(frame[0]) is int else None  # JSON true is not MessageTypeId 1
+    # A broken CALLRESULT/CALLERROR is dropped: OCPP 2.0.1 has no error answer to a response.
+    reply = kind not in (3, 4)
+    message_id = frame[1] if len(frame) > 1 else None
     if not isinstance(message_id, str) or not 0 < len(message_id) <= _MAX_MESSAGE_ID_LEN:
-        return FrameError("-1", "RpcFrameworkError", "MessageId could not be read")
-    if type_id == 2 and not isinstance(type_id, bool):
+        return FrameError("-1", "RpcFrameworkError", "MessageId could not be read", reply)
+    if kind == 2:
         if len(frame) != 4 or not isinstance(frame[2], str):
             return FrameError(message_id, "RpcFrameworkError", "CALL needs [2, id, action, {}]")
         if not isinstance(frame[3], dict):
             return FrameError(message_id, "FormatViolation", "CALL payload is not a JSON object")
         return Call(message_id, frame[2], frame[3])
-    if type_id == 3 and not isinstance(type_id, bool):
+    if kind == 3:
         if len(frame) != 3 or not isinstance(frame[2], dict):
             return FrameError(message_id, "RpcFrameworkError", "Malformed CALLRESULT", False)
         return CallResult(message_id, frame[2])
-    if type_id == 4 and not isinstance(type_id, bool):
+    if kind == 4:
         # errorDetails is mandatory, but a missing one costs nothing to tolerate.
         if len(frame) not in (4, 5) or not all(isinstance(x, str) for x in frame[2:4]):
             return FrameError(message_id, "RpcFrameworkError", "Malformed CALLERROR", False)
         return CallError(message_id, frame[2], frame[3], frame[4] if len(frame) == 5 else {})
-    return FrameError(message_id, "MessageTypeNotSupported", f"MessageTypeId {type_id!r}")
+    return FrameError(message_id, "MessageTypeNotSupported", f"MessageTypeId {str(frame[0])[:20]}")
 
 
 def station_id_from_path(path: str) -> str | None:
-    """Station identity = last path segment of the URL (OCPP-J part 4 §3.1.1), or None if empty."""
-    segment = urlsplit(path).path.rsplit("/", 1)[-1]
-    return unquote(segment) or None
+    """Station identity = last, percent-decoded path segment of the URL, or None if unusable.
+
+    OCPP-J part 4 §3.1.1: at most 48 characters and no ":" (it is the Basic-auth user name).
+    """
+    identity = unquote(urlsplit(path).path.rsplit("/", 1)[-1])
+    return identity if 0 < len(identity) <= _MAX_IDENTITY_LEN and ":" not in identity else None
+
+
+def _select_subprotocol(_: ServerConnection, offered: Sequence[str]) -> Subprotocol | None:
+    return Subprotocol(SUBPROTOCOL) if SUBPROTOCOL in offered else None
 
 
 class _StationSession(ChargePoint):  # type: ignore[misc]  # ocpp ships no type hints
@@ -327,6 +341,7 @@ class EmbeddedCsms:
         self._sessions: dict[str, _StationSession] = {}
         self._journal: list[Received] = []
         self._waiters: list[_Waiter] = []
+        self._connect_waiters: dict[str, list[asyncio.Future[None]]] = {}
         self._boots: dict[str, int] = {}
         self._remote_start_ids = itertools.count(1)
 
@@ -339,7 +354,8 @@ class EmbeddedCsms:
             self._serve_connection,
             self._host,
             self._port,
-            subprotocols=[SUBPROTOCOL],  # type: ignore[list-item]  # Subprotocol is a NewType
+            subprotocols=[Subprotocol(SUBPROTOCOL)],
+            select_subprotocol=_select_subprotocol,
             process_request=self._check_path,
             # Keep-alive is the station's job (OCPPCommCtrlr.WebSocketPingInterval); server pings
             # would also time out spuriously when a virtual-time loop jumps ahead.
@@ -355,9 +371,11 @@ class EmbeddedCsms:
             return
         server.close()  # 1001 going away to every station, then handlers finish
         await server.wait_closed()
-        for waiter in self._waiters:
-            if not waiter.future.done():
-                waiter.future.set_exception(ProtocolError("CSMS stopped"))
+        futures: list[asyncio.Future[Any]] = [w.future for w in self._waiters]
+        futures += [f for fs in self._connect_waiters.values() for f in fs]
+        for future in futures:
+            if not future.done():
+                future.set_exception(ProtocolError("CSMS stopped"))
         log.info("csms_stopped")
 
     async def __aenter__(self) -> EmbeddedCsms:
@@ -379,15 +397,35 @@ class EmbeddedCsms:
     def connected_stations(self) -> frozenset[str]:
         return frozenset(self._sessions)
 
+    async def wait_connected(self, station_id: str, timeout_s: float = 10.0) -> None:
+        """Return once `station_id` has an open connection (at once if it already has)."""
+        if station_id in self._sessions:
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._connect_waiters.setdefault(station_id, []).append(future)
+        try:
+            async with asyncio.timeout(timeout_s):
+                await future
+        except TimeoutError:
+            raise TimeoutError(f"{station_id} did not connect within {timeout_s} s") from None
+        finally:
+            self._connect_waiters[station_id].remove(future)
+
     def _check_path(self, connection: ServerConnection, request: Request) -> Response | None:
+        # OCPP-J part 4 §3.3: a station identity we cannot use gets HTTP 404.
         if station_id_from_path(request.path) is None:
-            log.warning("csms_rejected_connection", path=request.path[:120])
+            log.warning("csms_rejected_connection", reason="bad station identity", path=request.path[:120])
             return connection.respond(HTTPStatus.NOT_FOUND, "URL must end in /<station id>\n")
-        return None  # subprotocol negotiation: websockets answers 400 when ocpp2.0.1 is missing
+        return None
 
     async def _serve_connection(self, connection: ServerConnection) -> None:
         station_id = station_id_from_path(connection.request.path if connection.request else "")
         if station_id is None:  # _check_path already refused it
+            return
+        if connection.subprotocol != SUBPROTOCOL:
+            # OCPP-J part 4 §3.3: complete the handshake without a subprotocol, then close at once.
+            log.warning("csms_rejected_connection", reason="no ocpp2.0.1 subprotocol", station_id=station_id)
+            await connection.close(CloseCode.PROTOCOL_ERROR, "subprotocol ocpp2.0.1 required")
             return
         session = _StationSession(station_id, connection, self)
         previous = self._sessions.get(station_id)
@@ -396,6 +434,9 @@ class EmbeddedCsms:
             log.warning("csms_connection_replaced", station_id=station_id)
             await previous._connection.close(reason="replaced by a new connection")
         log.info("station_connected", station_id=station_id)
+        for future in self._connect_waiters.get(station_id, []):
+            if not future.done():
+                future.set_result(None)
         try:
             await session.serve()
         finally:

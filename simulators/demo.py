@@ -79,7 +79,7 @@ ProgressFn = Callable[[str, float], None]
 async def run_demo(
     *,
     stations: tuple[DemoStation, ...] = DEFAULT_STATIONS,
-    timing_scale: float = 5.0,
+    timing_scale: float = 4.0,
     base_settings: Settings | None = None,
     progress: ProgressFn | None = None,
 ) -> DemoResult:
@@ -96,16 +96,23 @@ async def run_demo(
             settings = base.model_copy(
                 update={
                     "station": base.station.model_copy(update={"id": station.station_id}),
-                    "ocpp": base.ocpp.model_copy(update={"csms_url": csms.url, "authorize_remote_start": True}),
+                    "ocpp": base.ocpp.model_copy(
+                        update={"csms_url": csms.url, "authorize_remote_start": True}
+                    ),
                     "bms": base.bms.model_copy(
-                        update={"can_interface": "virtual", "can_channel": f"demo-{station.station_id}",
-                                "timing_scale": timing_scale}
+                        update={
+                            "can_interface": "virtual",
+                            "can_channel": f"demo-{station.station_id}",
+                            "timing_scale": timing_scale,
+                        }
                     ),
                 }
             )
             done = asyncio.Event()
 
-            def on_end(result: SessionResult, trace: StationTrace = trace, done: asyncio.Event = done) -> None:
+            def on_end(
+                result: SessionResult, trace: StationTrace = trace, done: asyncio.Event = done
+            ) -> None:
                 trace.result = result
                 done.set()
 
@@ -137,8 +144,11 @@ async def run_demo(
         await asyncio.gather(*scripts)
         for task in agents:
             task.cancel()
-        transactions = {t.station.station_id: list(csms.transactions(t.station.station_id).values())[0]
-                        for t in traces if csms.transactions(t.station.station_id)}
+        transactions = {
+            t.station.station_id: list(csms.transactions(t.station.station_id).values())[0]
+            for t in traces
+            if csms.transactions(t.station.station_id)
+        }
         actions = Counter(r.action for r in csms.received())
     return DemoResult(traces, actions, transactions, (clock.monotonic() - start_s) / 60.0)
 
@@ -217,7 +227,9 @@ def summary_row(trace: StationTrace) -> dict[str, str | float]:
     steps = trace.steps
     pack = trace.station.pack
     result = trace.result
-    top = ", ".join(f"{name} {100 * n / max(1, len(steps)):.0f}%" for name, n in trace.constraints.most_common(3))
+    top = ", ".join(
+        f"{name} {100 * n / max(1, len(steps)):.0f}%" for name, n in trace.constraints.most_common(3)
+    )
     return {
         "SoH": round(pack.soh, 2),
         "start SoC %": round(100 * (steps[0].soc if steps else pack.soc), 1),

@@ -22,6 +22,7 @@ from bms_link.models import ChargeCommand, PackInfo, PackTelemetry, StopReason
 from chargeagent.clock import Clock
 from chargeagent.config import Settings
 from chargeagent.errors import BmsLinkError, ProtocolError
+from chargeagent.tasks import checkpoint
 from policy.envelope import Decision, EnvelopeLimits, cc_cv_current_a, decide
 from station.connection import connect_forever
 from station.ocpp_v201 import OcppChargePoint
@@ -146,6 +147,7 @@ class StationAgent:
         """B01-B03: BootNotification until Accepted, waiting the interval the CSMS gives."""
         while True:
             response = await cp.send(self.core.boot_request())
+            checkpoint()
             wait_s = self.core.on_boot_response(response["status"], float(response["interval"]))
             self.log.info("boot_response", status=response["status"], interval_s=response["interval"])
             if self.core.accepted:
@@ -159,12 +161,15 @@ class StationAgent:
                 await cp.send(self.core.heartbeat_request())
             except ProtocolError as exc:
                 self.log.warning("heartbeat_failed", error=str(exc))
+            checkpoint()
 
     # --- charging ------------------------------------------------------------------------------
     async def _evse_controller(self) -> None:
         while True:
             pending, profile = await self._starts.get()
-            if self.settings.ocpp.authorize_remote_start and not await self._authorize(pending):
+            authorized = not self.settings.ocpp.authorize_remote_start or await self._authorize(pending)
+            checkpoint()
+            if not authorized:
                 self.core.abandon_start(pending)
                 continue
             self._stop_requested.clear()
@@ -205,6 +210,7 @@ class StationAgent:
             info = await link.start_session()
             self.log.info("bms_session_started", battery=info.battery_type, soc=info.soc)
             reason = await self._control_loop(link, info)
+            await link.stop_session(reason)  # idempotent: completes the BST/CST and BSD/CSD exchange
         except BmsLinkError as exc:
             self.log.error("bms_session_failed", error=str(exc))
             reason = link.end_reason or StopReason.BMS_TIMEOUT
@@ -273,6 +279,7 @@ class StationAgent:
             previous_current_a=previous_a,
             dt_s=dt_s,
             limits=self.limits,
+            capacity_ah=info.rated_capacity_ah,
         )
 
     def _meter(self, telemetry: PackTelemetry, dt_s: float, current_a: float) -> None:

@@ -70,7 +70,7 @@ def demo(
     out: Annotated[Path, typer.Option(help="Directory for report.html.")] = Path("out"),
     timing_scale: Annotated[
         float, typer.Option(help="GB/T message periods × this (1 = the standard's timing; slower to run).")
-    ] = 5.0,
+    ] = 4.0,
 ) -> None:
     """Embedded CSMS + 3 stations charging simulated packs over CAN, on a virtual clock; writes a report."""
     from chargeagent.vtime import run_virtual  # noqa: PLC0415

@@ -7,8 +7,6 @@ awaited inside a handler (the library processes one inbound call at a time per c
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -60,7 +58,7 @@ class OcppChargePoint(ChargePoint):  # type: ignore[misc]
     async def send(self, message: Outbound) -> dict[str, Any]:
         """Send one CALL and return the camelCase response payload; CallError/timeout -> ProtocolError."""
         payload_cls = getattr(call, message.action)
-        kwargs = {camel_to_snake_case(key): value for key, value in message.payload.items()}
+        kwargs = {_snake(key): value for key, value in message.payload.items()}
         try:
             result = await self.call(payload_cls(**kwargs), suppress=False)
         except OCPPError as exc:
@@ -173,10 +171,10 @@ def call_result(action: str, payload: dict[str, Any]) -> Any:
     """Build the library's call_result dataclass from a camelCase payload."""
     from ocpp.v201 import call_result as results  # noqa: PLC0415 - keeps the module namespace small
 
-    return getattr(results, action)(**{camel_to_snake_case(k): v for k, v in payload.items()})
+    return getattr(results, action)(**{_snake(k): v for k, v in payload.items()})
 
 
-async def cancel_quietly(task: asyncio.Task[Any]) -> None:
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+def _snake(key: str) -> str:
+    """Top-level payload key in the library's snake_case (nested dicts keep camelCase; it converts them back)."""
+    converted: dict[str, Any] = camel_to_snake_case({key: None})
+    return next(iter(converted))

@@ -18,7 +18,7 @@ from ocpp.messages import Call, CallError, CallResult
 from ocpp.routing import on
 from ocpp.v201 import ChargePoint, call, call_result
 
-from chargeagent.errors import ProtocolError
+from chargeagent.errors import ConfigError, ProtocolError
 from simulators.csms import (
     CsmsCallError,
     EmbeddedCsms,
@@ -100,6 +100,11 @@ class Station(ChargePoint):
         }
         return call_result.GetCompositeSchedule(status="Accepted", schedule=schedule)
 
+    @on("ClearChargingProfile")
+    def on_clear_profile(self, **kwargs: Any) -> call_result.ClearChargingProfile:
+        self.requests.append(("ClearChargingProfile", kwargs))
+        return call_result.ClearChargingProfile(status="Unknown")
+
     @on("TriggerMessage")
     def on_trigger(self, **kwargs: Any) -> call_result.TriggerMessage:
         self.requests.append(("TriggerMessage", kwargs))
@@ -119,6 +124,7 @@ async def station(server: EmbeddedCsms, station_id: str = "CP1") -> AsyncIterato
         cp = Station(station_id, ws)
         task = asyncio.create_task(cp.start(), name=f"client-{station_id}")
         try:
+            await server.wait_connected(station_id)
             yield cp
         finally:
             await ws.close()
@@ -165,13 +171,11 @@ async def test_boot_is_answered_per_script_pending_then_accepted_then_accepted(
         ("Accepted", 123),
     ]
     assert all(OCPP_TS.match(a.current_time) for a in answers)
-    assert [r.payload["chargingStation"]["vendorName"] for r in csms.received("CP1")] == [
-        "chargeagent"
-    ] * 3
+    assert [r.payload["chargingStation"]["vendorName"] for r in csms.received("CP1")] == ["chargeagent"] * 3
 
 
 def test_unknown_boot_status_is_a_config_error() -> None:
-    with pytest.raises(ProtocolError.__mro__[1], match="boot_statuses"):  # ChargeAgentError
+    with pytest.raises(ConfigError, match="boot_statuses"):
         EmbeddedCsms(boot_statuses=["Maybe"])
 
 
@@ -219,14 +223,21 @@ async def test_authorize_answers_per_accept_id_token(csms: EmbeddedCsms) -> None
 
 async def test_other_station_messages_get_schema_valid_answers(csms: EmbeddedCsms) -> None:
     ts = "2026-01-01T00:00:00.000Z"
+    event = {
+        "event_id": 1,
+        "timestamp": ts,
+        "trigger": "Delta",
+        "actual_value": "Faulted",
+        "component": {"name": "Connector"},
+        "variable": {"name": "AvailabilityState"},
+        "event_notification_type": "HardWiredNotification",
+    }
     requests = [
-        call.StatusNotification(
-            timestamp=ts, connector_status="Occupied", evse_id=1, connector_id=1
-        ),
+        call.StatusNotification(timestamp=ts, connector_status="Occupied", evse_id=1, connector_id=1),
         call.MeterValues(evse_id=1, meter_value=[{"timestamp": ts, "sampled_value": [{"value": 1.5}]}]),
         call.NotifyReport(request_id=1, generated_at=ts, seq_no=0),
         call.SecurityEventNotification(type="StartupOfTheDevice", timestamp=ts),
-        call.NotifyEvent(generated_at=ts, seq_no=0, event_data=[]),
+        call.NotifyEvent(generated_at=ts, seq_no=0, event_data=[event]),
         call.FirmwareStatusNotification(status="Idle"),
         call.LogStatusNotification(status="Idle"),
     ]
@@ -294,11 +305,16 @@ async def test_smart_charging_and_device_model_calls_return_parsed_answers(
 
 
 async def test_call_error_from_station_raises_csms_call_error(csms: EmbeddedCsms) -> None:
-    async with station(csms):
+    async with station(csms) as cp:
         with pytest.raises(CsmsCallError) as caught:
             await csms.reset("CP1")  # the client has no Reset handler
-        assert await csms.clear_charging_profile("CP1", charging_profile_id=1) == "Unknown" or True
+        # the connection is still usable after a CALLERROR
+        assert await csms.clear_charging_profile("CP1", evse_id=1, purpose="TxProfile") == "Unknown"
     assert caught.value.error_code == "NotImplemented"
+    assert cp.requests[-1][1]["charging_profile_criteria"] == {
+        "evse_id": 1,
+        "charging_profile_purpose": "TxProfile",
+    }
 
 
 async def test_schema_invalid_request_is_refused_before_sending(csms: EmbeddedCsms) -> None:
@@ -317,8 +333,7 @@ async def test_call_to_unconnected_station_raises_protocol_error(csms: EmbeddedC
 async def test_unanswered_call_times_out_with_protocol_error(csms: EmbeddedCsms) -> None:
     csms.response_timeout_s = 0.05
     async with raw_client(csms, "MUTE") as ws:
-        await csms.wait_for_connection("MUTE") if hasattr(csms, "wait_for_connection") else None
-        await exchange(ws, '[2,"b1","Heartbeat",{}]')  # connected and registered
+        await csms.wait_connected("MUTE")
         with pytest.raises(ProtocolError, match="no answer to Reset"):
             await csms.reset("MUTE")
         assert json.loads(await ws.recv())[2] == "Reset"  # it was sent, just never answered
@@ -326,7 +341,7 @@ async def test_unanswered_call_times_out_with_protocol_error(csms: EmbeddedCsms)
 
 async def test_station_disconnecting_mid_call_raises_protocol_error(csms: EmbeddedCsms) -> None:
     async with raw_client(csms, "GONE") as ws:
-        await exchange(ws, '[2,"b1","Heartbeat",{}]')
+        await csms.wait_connected("GONE")
         pending = asyncio.create_task(csms.reset("GONE"))
         async with asyncio.timeout(5):
             assert json.loads(await ws.recv())[2] == "Reset"
@@ -371,17 +386,23 @@ async def test_stray_responses_are_ignored_without_reply(csms: EmbeddedCsms) -> 
     assert reply[:2] == [3, "ok"]  # the first thing we got back answers the heartbeat
 
 
-async def test_connection_without_subprotocol_is_rejected(csms: EmbeddedCsms) -> None:
-    with pytest.raises(websockets.InvalidStatus) as caught:
-        async with websockets.connect(f"{csms.url}/CP1"):
-            pass
-    assert caught.value.response.status_code == 400
+@pytest.mark.parametrize("offered", [None, ["ocpp1.6"]])
+async def test_connection_without_ocpp201_subprotocol_is_closed_at_once(
+    csms: EmbeddedCsms, offered: list[str] | None
+) -> None:
+    async with websockets.connect(f"{csms.url}/CP1", subprotocols=offered) as ws:  # type: ignore[arg-type]
+        assert ws.subprotocol is None  # §3.3: handshake completes without a subprotocol ...
+        with pytest.raises(websockets.ConnectionClosedError):
+            async with asyncio.timeout(5):
+                await ws.recv()  # ... and the CSMS closes right away
+    assert ws.close_code == 1002
     assert csms.connected_stations == frozenset()
 
 
-async def test_url_without_station_id_is_rejected(csms: EmbeddedCsms) -> None:
+@pytest.mark.parametrize("identity", ["", "a:b", "x" * 49])
+async def test_unusable_station_identity_gets_http_404(csms: EmbeddedCsms, identity: str) -> None:
     with pytest.raises(websockets.InvalidStatus) as caught:
-        async with websockets.connect(f"{csms.url}/", subprotocols=["ocpp2.0.1"]):
+        async with websockets.connect(f"{csms.url}/{identity}", subprotocols=["ocpp2.0.1"]):
             pass
     assert caught.value.response.status_code == 404
 
@@ -437,6 +458,8 @@ def test_station_id_is_last_url_path_segment() -> None:
     assert station_id_from_path("/ocpp/CP1") == "CP1"
     assert station_id_from_path("/ocpp/CP%201?token=x") == "CP 1"
     assert station_id_from_path("/ocpp/") is None
+    assert station_id_from_path("/ocpp/RDAM%7C123") == "RDAM|123"  # OCPP-J §3.1.1 example 2
+    assert station_id_from_path("/ocpp/" + "x" * 48) == "x" * 48
     assert station_id_from_path("/") is None
 
 

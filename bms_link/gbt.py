@@ -1,0 +1,674 @@
+"""GB/T 27930-2015 charging sequence, charger side: a table-driven sans-I/O state machine.
+
+Phases (clause 9): IDLE -> HANDSHAKE (CHM/BHM) -> RECOGNITION (CRM 0x00/BRM, then CRM 0xAA) ->
+PARAMETER (BCP, CTS+CML, BRO, CRO 0x00 -> 0xAA) -> CHARGING (BCL/BCS/BSM in, CCS out) -> ENDING
+(BST/CST) -> STATISTICS (BSD/CSD) -> ENDED, plus ERROR (a timeout: CEM sent; or BEM received).
+`TRANSITIONS` is the whole protocol at a glance; an event a phase does not accept raises
+`InvalidTransition`. Wire input never raises: out-of-phase messages are logged once and ignored.
+
+Inputs: `start`, `on_payload` (PGN + bytes from the J1939 layer) or `on_message` (decoded), `tick`,
+`set_output`, `stop`. Each returns a list of outputs: `Send` (a payload for the bus), `SessionInfo`,
+`ChargingStarted`, `PackTelemetry`, `SessionEnded`, `SessionClosed`, `FrameRejected`.
+`next_deadline_s()` says when `tick` must run next. The core never reads a clock.
+
+Safety rules: the output current never exceeds the BMS demand (BCL), the BCP limit or our CML; it is
+0 while the BMS forbids charging (BSM) and from the first stop/timeout on; a stop sends CCS with 0 A
+before the first CST. Implausible data (outside the DBC range, or rejected by the pydantic models) is
+logged once and ends the session with `StopReason.IMPLAUSIBLE_DATA`; it never becomes telemetry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+import structlog
+from pydantic import ValidationError
+
+from bms_link import gbt_codec as codec
+from bms_link.models import BmsFault, ChargeCommand, ChargeRequest, PackInfo, PackTelemetry, StopReason
+from chargeagent.errors import BmsLinkError, InvalidTransition
+
+log = structlog.get_logger(__name__)
+# Deadlines count as reached this close to them: event loops fire timers up to their clock resolution
+# early, and a virtual clock lands on `when` only up to float rounding.
+TIME_EPS_S = 1e-6
+
+
+class Phase(StrEnum):
+    IDLE = "idle"
+    HANDSHAKE = "handshake"
+    RECOGNITION = "recognition"
+    PARAMETER = "parameter"
+    CHARGING = "charging"
+    ENDING = "ending"
+    STATISTICS = "statistics"
+    ENDED = "ended"
+    ERROR = "error"
+
+
+class Event(StrEnum):
+    START = "start"
+    BHM = "BHM"
+    BRM = "BRM"
+    BCP = "BCP"
+    BRO = "BRO"
+    BCL = "BCL"
+    BCS = "BCS"
+    BSM = "BSM"
+    BST = "BST"
+    BSD = "BSD"
+    BEM = "BEM"
+    STOP = "stop"  # our side ends the session (agent, CSMS, implausible data)
+    TIMEOUT = "timeout"  # a BMS message did not arrive in time (CEM)
+    DONE = "done"  # CSD/CEM repetitions finished
+
+
+P, E = Phase, Event
+_ACTIVE = (P.RECOGNITION, P.PARAMETER, P.CHARGING)
+TRANSITIONS: dict[tuple[Phase, Event], Phase] = {
+    (P.IDLE, E.START): P.HANDSHAKE,
+    (P.IDLE, E.STOP): P.IDLE,
+    (P.HANDSHAKE, E.BHM): P.RECOGNITION,
+    (P.HANDSHAKE, E.STOP): P.ENDED,
+    (P.HANDSHAKE, E.TIMEOUT): P.ERROR,
+    (P.RECOGNITION, E.BHM): P.RECOGNITION,  # the BMS repeats BHM until it sees CRM
+    (P.RECOGNITION, E.BRM): P.RECOGNITION,  # first BRM: CRM switches to 0xAA
+    (P.RECOGNITION, E.BCP): P.PARAMETER,
+    (P.PARAMETER, E.BRM): P.PARAMETER,
+    (P.PARAMETER, E.BCP): P.PARAMETER,
+    (P.PARAMETER, E.BRO): P.PARAMETER,  # 0x00 then 0xAA; CRO follows
+    (P.PARAMETER, E.BCS): P.PARAMETER,
+    (P.PARAMETER, E.BSM): P.PARAMETER,
+    (P.PARAMETER, E.BCL): P.CHARGING,  # after CRO 0xAA
+    (P.CHARGING, E.BRO): P.CHARGING,
+    (P.CHARGING, E.BCL): P.CHARGING,
+    (P.CHARGING, E.BCS): P.CHARGING,
+    (P.CHARGING, E.BSM): P.CHARGING,
+    **{(p, E.BST): P.ENDING for p in _ACTIVE},
+    **{(p, E.STOP): P.ENDING for p in _ACTIVE},
+    **{(p, E.TIMEOUT): P.ERROR for p in (*_ACTIVE, P.ENDING)},
+    **{(p, E.BEM): P.ERROR for p in (P.HANDSHAKE, *_ACTIVE, P.ENDING, P.STATISTICS)},
+    **{(P.ENDING, e): P.ENDING for e in (E.BCL, E.BCS, E.BSM, E.BRO, E.BST, E.STOP)},
+    (P.ENDING, E.BSD): P.STATISTICS,
+    **{(P.STATISTICS, e): P.STATISTICS for e in (E.BST, E.BSD, E.STOP)},
+    (P.STATISTICS, E.DONE): P.ENDED,
+    (P.ERROR, E.DONE): P.ERROR,
+    **{(p, e): p for p in (P.ENDED, P.ERROR) for e in (E.STOP, E.BEM)},
+    **{(p, E.START): P.HANDSHAKE for p in (P.ENDED, P.ERROR)},
+}
+
+
+def next_phase(phase: Phase, event: Event) -> Phase:
+    """The table lookup; raises `InvalidTransition` for an event the phase does not accept."""
+    try:
+        return TRANSITIONS[(phase, event)]
+    except KeyError:
+        raise InvalidTransition("gbt_charger", phase.value, event.value) from None
+
+
+@dataclass(frozen=True, slots=True)
+class GbtTiming:
+    """Every GB/T 27930-2015 period and timeout, in seconds (both sides of the link).
+
+    Periods: message tables of clause 10 (CHM..CEM). Timeouts: each message's clause ("if not received
+    within N s it is a timeout error") and annex C. `period_scale` multiplies the periodic SEND periods
+    only, never the timeouts, so a long simulation sends fewer frames; scaled periods must stay below
+    half of the receiver's timeout for that message, else `ValueError` names the field.
+    """
+
+    chm_period_s: float = 0.25
+    bhm_period_s: float = 0.25
+    crm_period_s: float = 0.25
+    brm_period_s: float = 0.25
+    bcp_period_s: float = 0.5
+    cts_period_s: float = 0.5
+    cml_period_s: float = 0.25
+    bro_period_s: float = 0.25
+    cro_period_s: float = 0.25
+    bcl_period_s: float = 0.05
+    bcs_period_s: float = 0.25
+    ccs_period_s: float = 0.05
+    bsm_period_s: float = 0.25
+    bst_period_s: float = 0.01
+    cst_period_s: float = 0.01
+    bsd_period_s: float = 0.25
+    csd_period_s: float = 0.25
+    bem_period_s: float = 0.25
+    cem_period_s: float = 0.25
+    # charger side (CEM codes, SPN3921-3927); BHM has no CEM code: we apply the general 5 s
+    bhm_timeout_s: float = 5.0
+    brm_timeout_s: float = 5.0
+    bcp_timeout_s: float = 5.0
+    bro_timeout_s: float = 5.0  # first BRO after CML
+    bro_ready_timeout_s: float = 60.0  # BRO 0xAA after BRO 0x00
+    bcl_timeout_s: float = 1.0
+    bcs_timeout_s: float = 5.0
+    bst_timeout_s: float = 5.0
+    bsd_timeout_s: float = 10.0
+    # BMS side (BEM codes, SPN3901-3907)
+    crm_timeout_s: float = 5.0
+    crm_ready_timeout_s: float = 5.0
+    cml_timeout_s: float = 5.0
+    cro_timeout_s: float = 5.0
+    cro_ready_timeout_s: float = 60.0
+    ccs_timeout_s: float = 1.0
+    cst_timeout_s: float = 5.0
+    csd_timeout_s: float = 10.0
+    end_repeats: int = 3  # ours: CSD/CEM/BEM are sent this often, the standard has no acknowledgement
+    period_scale: float = 1.0
+    _periods: dict[str, float] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if not self.period_scale > 0:
+            raise ValueError("period_scale must be > 0")
+        periods = {
+            f.name[: -len("_period_s")].upper(): getattr(self, f.name) * self.period_scale
+            for f in fields(self)
+            if f.name.endswith("_period_s")
+        }
+        for name, timeout in _PERIOD_VS_TIMEOUT.items():
+            if not periods[name] < getattr(self, timeout) / 2:
+                raise ValueError(
+                    f"{name.lower()}_period_s x period_scale = {periods[name]:g} s must stay below "
+                    f"half of {timeout} ({getattr(self, timeout):g} s)"
+                )
+        object.__setattr__(self, "_periods", periods)
+
+    def period(self, name: str) -> float:
+        """Scaled send period of message `name` ("BCL")."""
+        return self._periods[name]
+
+
+# Each periodic message and the timeout its receiver applies to it.
+_PERIOD_VS_TIMEOUT = {
+    "BHM": "bhm_timeout_s",
+    "CRM": "crm_timeout_s",
+    "BRM": "brm_timeout_s",
+    "BCP": "bcp_timeout_s",
+    "CTS": "cml_timeout_s",
+    "CML": "cml_timeout_s",
+    "BRO": "bro_timeout_s",
+    "CRO": "cro_timeout_s",
+    "BCL": "bcl_timeout_s",
+    "BCS": "bcs_timeout_s",
+    "CCS": "ccs_timeout_s",
+    "BST": "bst_timeout_s",
+    "CST": "cst_timeout_s",
+    "BSD": "bsd_timeout_s",
+    "CSD": "csd_timeout_s",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ChargerLimits:
+    """What this charger can do (CML) and who it is (CRM/CSD)."""
+
+    max_output_voltage_v: float = 750.0
+    min_output_voltage_v: float = 150.0
+    max_output_current_a: float = 250.0
+    min_output_current_a: float = 0.0
+    charger_number: int = 1
+    region_code: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    name: str
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class SessionInfo:
+    pack: PackInfo
+
+
+@dataclass(frozen=True, slots=True)
+class ChargingStarted:
+    pack: PackInfo
+
+
+@dataclass(frozen=True, slots=True)
+class SessionEnded:
+    reason: StopReason
+
+
+@dataclass(frozen=True, slots=True)
+class SessionClosed:
+    """The end-of-session exchange is over (ENDED, or ERROR after the CEMs); `phase` is its value."""
+
+    phase: str
+
+
+@dataclass(frozen=True, slots=True)
+class FrameRejected:
+    pgn: int
+    data: bytes
+    reason: str
+
+
+Output = Send | SessionInfo | ChargingStarted | PackTelemetry | SessionEnded | SessionClosed | FrameRejected
+# BMV/BMT/BSP (clauses 10.3.5-10.3.7) are optional per-cell details we do not use: ignore quietly.
+_IGNORED_PGNS = frozenset({0x1500, 0x1600, 0x1700})
+_CEM_FIELD = {"BHM": "brm_timeout", "BRM": "brm_timeout", "BCP": "bcp_timeout"} | {
+    n: f"{n.lower()}_timeout" for n in ("BRO", "BCS", "BCL", "BST", "BSD")
+}
+_BST_FAULTS = (  # SPN3512/3513 field -> StopReason, most specific first
+    ("fault_insulation", StopReason.INSULATION_FAULT),
+    ("fault_pack_overtemp", StopReason.OVERTEMPERATURE),
+    ("fault_connector_overtemp", StopReason.OVERTEMPERATURE),
+    ("fault_bms_overtemp", StopReason.OVERTEMPERATURE),
+    *((f, StopReason.BMS_FAULT) for f in ("fault_connector", "fault_hv_relay", "fault_cc2_voltage")),
+    *((f, StopReason.BMS_FAULT) for f in ("fault_other", "error_overcurrent", "error_voltage")),
+)
+
+
+def bst_stop_reason(bst: codec.Bst) -> StopReason:
+    """Why the BMS stopped. Faults win over targets; a fault flagged 'not credible' (10) counts."""
+    for name, reason in _BST_FAULTS:
+        if getattr(bst, name) in (1, 2):
+            return reason
+    if bst.soc_target_reached == 1:
+        return StopReason.SOC_TARGET_REACHED
+    if 1 in (bst.total_voltage_reached, bst.cell_voltage_reached):
+        return StopReason.VOLTAGE_TARGET_REACHED
+    return StopReason.STOPPED_BY_EV
+
+
+def bsm_faults(bsm: codec.Bsm) -> frozenset[BmsFault]:
+    """BSM 2-bit status -> faults (SPN3090-3095). Cell voltage and SoC: 01 high, 10 low. The others:
+    01 fault, 10 not credible, which we treat as the fault (the BMS cannot vouch). 11 = not available."""
+    out = set()
+    for status, high, low in (
+        (bsm.cell_voltage_status, BmsFault.CELL_VOLTAGE_HIGH, BmsFault.CELL_VOLTAGE_LOW),
+        (bsm.soc_status, BmsFault.SOC_HIGH, BmsFault.SOC_LOW),
+        (bsm.overcurrent_status, BmsFault.OVERCURRENT, BmsFault.OVERCURRENT),
+        (bsm.overtemp_status, BmsFault.OVERTEMPERATURE, BmsFault.OVERTEMPERATURE),
+        (bsm.insulation_status, BmsFault.INSULATION, BmsFault.INSULATION),
+        (bsm.connector_status, BmsFault.CONNECTOR, BmsFault.CONNECTOR),
+    ):
+        if status == 1:
+            out.add(high)
+        elif status == 2:
+            out.add(low)
+    return frozenset(out)
+
+
+def _cst_for(reason: StopReason, *, bms_stopped: bool) -> codec.Cst:
+    """CST content (SPN3521-3523) for our stop reason."""
+    if bms_stopped:
+        return codec.Cst(bms_stopped=1)
+    if reason in (StopReason.REMOTE, StopReason.LOCAL):
+        return codec.Cst(manual_stop=1)
+    if reason in (StopReason.IMPLAUSIBLE_DATA, StopReason.SAFETY_ENVELOPE, StopReason.BMS_FAULT):
+        return codec.Cst(fault_stop=1, fault_other=1)
+    return codec.Cst(charger_setpoint_reached=1)
+
+
+class GbtCharger:
+    """The charger's side of one GB/T 27930 session at a time (restartable after it ends)."""
+
+    def __init__(
+        self,
+        timing: GbtTiming | None = None,
+        limits: ChargerLimits | None = None,
+        *,
+        wall_time: Callable[[], datetime] | None = None,
+    ) -> None:
+        self.timing = timing or GbtTiming()
+        self.limits = limits or ChargerLimits()
+        self._wall_time = wall_time or (lambda: datetime.now(UTC))  # CTS content only
+        self.phase = Phase.IDLE
+        self.implausible_count = 0
+        self._out: list[Output] = []
+        self._reset()
+
+    def _reset(self) -> None:
+        self.end_reason: StopReason | None = None
+        self.pack: PackInfo | None = None
+        self.command: ChargeCommand | None = None
+        self._periodic: dict[str, float] = {}  # message -> next due time
+        self._deadlines: dict[str, float] = {}  # awaited BMS message -> timeout time
+        self._brm: codec.Brm | None = None
+        self._bcs: codec.Bcs | None = None
+        self._bsm: codec.Bsm | None = None
+        self._request: ChargeRequest | None = None
+        self._bms_permitted = True
+        self._bro_seen = False
+        self._cro_sent = 0
+        self._bst_seen = False
+        self._repeats_left = 0
+        self._cem = codec.Cem()
+        self._cst = codec.Cst()
+        self._charging_since_s = 0.0
+        self._last_ccs_s: float | None = None
+        self._last_output = (0.0, 0.0)  # (voltage_v, current_a) of the last CCS
+        self.energy_kwh = 0.0
+        self._warned: set[tuple[Phase, str]] = set()
+
+    # --- inputs ------------------------------------------------------------------------------
+
+    def start(self, now_s: float) -> list[Output]:
+        """Begin a session (plug-in): CHM until the BMS answers with BHM."""
+        self._go(Event.START, now_s)
+        return self._flush(now_s)
+
+    def on_payload(self, pgn: int, data: bytes, now_s: float) -> list[Output]:
+        """A complete message from the BMS (after J1939 reassembly)."""
+        if pgn in _IGNORED_PGNS:
+            return []
+        name = codec.message_name(pgn)
+        try:
+            if name is None:
+                raise BmsLinkError(f"PGN 0x{pgn:04X} is not a GB/T 27930 message")
+            message = codec.decode(name, data)
+        except codec.ImplausibleValue as exc:
+            self._implausible(name or "?", str(exc), now_s)
+            return self._flush(now_s)
+        except BmsLinkError as exc:
+            return [FrameRejected(pgn, bytes(data), str(exc))]
+        return self.on_message(name, message, now_s)
+
+    def on_message(self, name: str, message: Any, now_s: float) -> list[Output]:
+        """A decoded BMS message (`gbt_codec` dataclass)."""
+        try:
+            event = Event(name)
+        except ValueError:
+            event = None
+        if event is None or (self.phase, event) not in TRANSITIONS:
+            if (self.phase, name) not in self._warned:
+                self._warned.add((self.phase, name))
+                log.info("gbt_message_ignored", message=name, phase=self.phase.value)
+            return []
+        getattr(self, f"_on_{name.lower()}")(message, now_s)
+        return self._flush(now_s)
+
+    def tick(self, now_s: float) -> list[Output]:
+        """Let time pass: timeouts, then periodic messages that are due."""
+        for name, deadline_s in list(self._deadlines.items()):
+            if now_s >= deadline_s - TIME_EPS_S and name in self._deadlines:
+                self._timeout(name, now_s)
+        return self._flush(now_s)
+
+    def set_output(self, command: ChargeCommand) -> None:
+        """What the power stage is asked to deliver; reported (clamped) in the next CCS."""
+        self.command = command
+
+    def stop(self, reason: StopReason, now_s: float) -> list[Output]:
+        """End the session from our side: CCS 0 A, then CST. Idempotent."""
+        if (self.phase, Event.STOP) in TRANSITIONS:
+            self._finish(reason, now_s, Event.STOP)
+        return self._flush(now_s)
+
+    def next_deadline_s(self) -> float | None:
+        times = [*self._periodic.values(), *self._deadlines.values()]
+        return min(times) if times else None
+
+    @property
+    def output_current_a(self) -> float:
+        """What the power stage may deliver right now (0 outside CHARGING)."""
+        cmd, req, pack = self.command, self._request, self.pack
+        if self.phase is not Phase.CHARGING or cmd is None or req is None or pack is None:
+            return 0.0
+        if not (cmd.charging_permitted and self._bms_permitted):
+            return 0.0
+        limit = min(req.current_a, pack.max_charge_current_a, self.limits.max_output_current_a)
+        return max(0.0, min(cmd.output_current_a, limit))
+
+    # --- message handlers (only reached for events the table accepts) ------------------------
+
+    def _on_bhm(self, msg: codec.Bhm, now_s: float) -> None:
+        if self.phase is Phase.HANDSHAKE:
+            self._go(Event.BHM, now_s)
+
+    def _on_brm(self, msg: codec.Brm, now_s: float) -> None:
+        if self.phase is Phase.RECOGNITION and self._brm is None:
+            self._brm = msg
+            self._periodic["CRM"] = now_s  # CRM 0xAA now
+            self._deadlines = {"BCP": now_s + self.timing.bcp_timeout_s}
+
+    def _on_bcp(self, msg: codec.Bcp, now_s: float) -> None:
+        if self.phase is not Phase.RECOGNITION or self._brm is None:
+            return
+        brm = self._brm
+        try:
+            self.pack = PackInfo(
+                battery_type=brm.battery_type,
+                rated_capacity_ah=brm.rated_capacity_ah,
+                rated_voltage_v=brm.rated_voltage_v,
+                vin=brm.vin,
+                max_cell_voltage_v=msg.max_cell_voltage_v,
+                max_charge_current_a=msg.max_charge_current_a,
+                nominal_energy_kwh=msg.nominal_energy_kwh,
+                max_pack_voltage_v=msg.max_pack_voltage_v,
+                max_temp_c=msg.max_temp_c,
+                soc=msg.soc,
+                pack_voltage_v=msg.pack_voltage_v,
+            )
+        except ValidationError as exc:
+            self._implausible("BRM/BCP", str(exc.errors(include_url=False)), now_s)
+            return
+        self._go(Event.BCP, now_s)
+
+    def _on_bro(self, msg: codec.Bro, now_s: float) -> None:
+        if self.phase is not Phase.PARAMETER or self._cro_sent:
+            return
+        if not msg.ready:
+            if not self._bro_seen:  # BRO 0x00: the BMS prepares; 0xAA must follow within 60 s
+                self._deadlines["BRO"] = now_s + self.timing.bro_ready_timeout_s
+            self._bro_seen = True
+            return
+        self._bro_seen = True
+        self._deadlines.pop("BRO", None)
+        self._periodic = {"CRO": now_s}
+
+    def _on_bcl(self, msg: codec.Bcl, now_s: float) -> None:
+        if self.phase is Phase.PARAMETER and self._cro_sent < 2:
+            return  # the BMS may only demand after our CRO 0xAA
+        try:
+            self._request = ChargeRequest(voltage_v=msg.voltage_v, current_a=msg.current_a, mode=msg.mode)
+        except ValidationError as exc:
+            self._implausible("BCL", str(exc.errors(include_url=False)), now_s)
+            return
+        if self.phase in (Phase.PARAMETER, Phase.CHARGING):
+            self._deadlines["BCL"] = now_s + self.timing.bcl_timeout_s
+            self._go(Event.BCL, now_s)
+
+    def _on_bcs(self, msg: codec.Bcs, now_s: float) -> None:
+        self._bcs = msg
+        if self.phase in (Phase.PARAMETER, Phase.CHARGING) and self._cro_sent >= 2:
+            self._deadlines["BCS"] = now_s + self.timing.bcs_timeout_s
+        if self.phase is Phase.CHARGING:
+            self._emit_telemetry(now_s)
+
+    def _on_bsm(self, msg: codec.Bsm, now_s: float) -> None:
+        old, self._bsm = self._bsm, msg
+        self._bms_permitted = msg.charging_permitted == 1  # SPN3096: anything else pauses
+        changed = old is None or (bsm_faults(old), old.charging_permitted) != (
+            bsm_faults(msg),
+            msg.charging_permitted,
+        )
+        if self.phase is Phase.CHARGING and changed:
+            self._emit_telemetry(now_s)
+
+    def _on_bst(self, msg: codec.Bst, now_s: float) -> None:
+        if self._bst_seen:
+            return
+        self._bst_seen = True
+        if self.phase is Phase.ENDING:  # the BMS answered our CST: statistics next
+            self._deadlines = {"BSD": now_s + self.timing.bsd_timeout_s}
+            return
+        self._finish(bst_stop_reason(msg), now_s, Event.BST)
+
+    def _on_bsd(self, msg: codec.Bsd, now_s: float) -> None:
+        if self.phase is Phase.ENDING:
+            self._go(Event.BSD, now_s)
+
+    def _on_bem(self, msg: codec.Bem, now_s: float) -> None:
+        if self.phase not in (Phase.ENDED, Phase.ERROR):
+            log.warning("gbt_bem_received", phase=self.phase.value, bem=str(msg))
+            self._finish(StopReason.CHARGER_TIMEOUT, now_s, Event.BEM)
+
+    # --- transitions -------------------------------------------------------------------------
+
+    def _go(self, event: Event, now_s: float) -> None:
+        old, new = self.phase, next_phase(self.phase, event)
+        if new is old:
+            return
+        self.phase = new
+        log.debug("gbt_phase", old=old.value, new=new.value, trigger=event.value)
+        t = self.timing
+        if new is Phase.HANDSHAKE:
+            self._reset()
+            self._periodic, self._deadlines = {"CHM": now_s}, {"BHM": now_s + t.bhm_timeout_s}
+        elif new is Phase.RECOGNITION:
+            self._periodic, self._deadlines = {"CRM": now_s}, {"BRM": now_s + t.brm_timeout_s}
+        elif new is Phase.PARAMETER:
+            self._periodic = {"CTS": now_s, "CML": now_s}
+            self._deadlines = {"BRO": now_s + t.bro_timeout_s}
+            assert self.pack is not None
+            self._out.append(SessionInfo(self.pack))
+        elif new is Phase.CHARGING:
+            self._periodic = {"CCS": now_s}
+            self._charging_since_s = now_s
+            assert self.pack is not None
+            self._out.append(ChargingStarted(self.pack))
+        elif new is Phase.STATISTICS:
+            self._periodic, self._deadlines = {"CSD": now_s}, {}
+            self._repeats_left = t.end_repeats
+        elif new is Phase.ENDED:
+            self._periodic, self._deadlines = {}, {}
+            self._out.append(SessionClosed(new))
+
+    def _finish(self, reason: StopReason, now_s: float, event: Event) -> None:
+        """Stop, time-out or BEM: output to 0 first, then CST / CEM. Idempotent."""
+        old = self.phase
+        if next_phase(old, event) is old:
+            return
+        if self.end_reason is None:
+            self.end_reason = reason
+            self._out.append(SessionEnded(reason))
+        self._go(event, now_s)  # phase is now ENDING, ERROR or ENDED
+        if old is Phase.CHARGING:
+            self._send_ccs(now_s)  # output_current_a is 0 outside CHARGING
+        if self.phase is Phase.ENDING:
+            self._periodic = {"CST": now_s}
+            self._cst = _cst_for(reason, bms_stopped=event is Event.BST)
+            self._deadlines = (
+                {"BSD": now_s + self.timing.bsd_timeout_s}
+                if self._bst_seen
+                else {"BST": now_s + self.timing.bst_timeout_s}
+            )
+        elif self.phase is Phase.ERROR:
+            self._deadlines = {}
+            self._periodic = {"CEM": now_s} if event is Event.TIMEOUT else {}
+            self._repeats_left = self.timing.end_repeats
+            if event is not Event.TIMEOUT:
+                self._out.append(SessionClosed(self.phase))
+
+    def _timeout(self, name: str, now_s: float) -> None:
+        log.warning("gbt_timeout", message=name, phase=self.phase.value)
+        self._cem = codec.Cem(**{_CEM_FIELD[name]: 1})
+        reason = StopReason.BMS_TIMEOUT if self.end_reason is None else self.end_reason
+        self._finish(reason, now_s, Event.TIMEOUT)
+
+    def _implausible(self, name: str, detail: str, now_s: float) -> None:
+        self.implausible_count += 1
+        if (self.phase, Event.STOP) in TRANSITIONS and self.end_reason is None:
+            log.warning("gbt_implausible_data", message=name, error=detail, phase=self.phase.value)
+            self._finish(StopReason.IMPLAUSIBLE_DATA, now_s, Event.STOP)
+
+    # --- outputs -----------------------------------------------------------------------------
+
+    def _flush(self, now_s: float) -> list[Output]:
+        for name, due_s in list(self._periodic.items()):
+            if now_s >= due_s - TIME_EPS_S and name in self._periodic:
+                self._send_periodic(name, now_s)
+                if name in self._periodic:
+                    nxt = due_s + self.timing.period(name)
+                    self._periodic[name] = nxt if nxt > now_s else now_s + self.timing.period(name)
+        out, self._out = self._out, []
+        return out
+
+    def _send(self, msg: codec.GbtMessage) -> None:
+        self._out.append(Send(msg.NAME, codec.encode(msg)))
+
+    def _send_periodic(self, name: str, now_s: float) -> None:
+        lim = self.limits
+        if name == "CCS":
+            self._send_ccs(now_s)
+        elif name == "CHM":
+            self._send(codec.Chm())
+        elif name == "CRM":
+            self._send(codec.Crm(self._brm is not None, lim.charger_number, lim.region_code))
+        elif name == "CTS":
+            self._send(codec.Cts.at(self._wall_time()))
+        elif name == "CML":
+            args = (lim.max_output_voltage_v, lim.min_output_voltage_v, lim.max_output_current_a)
+            self._send(codec.Cml(*args, lim.min_output_current_a))
+        elif name == "CRO":
+            self._cro_sent += 1  # first CRO 0x00 (pre-charge), then 0xAA (clause 10.2.5)
+            self._send(codec.Cro(ready=self._cro_sent >= 2))
+            if self._cro_sent == 2:
+                self._deadlines["BCL"] = now_s + self.timing.bcl_timeout_s
+                self._deadlines["BCS"] = now_s + self.timing.bcs_timeout_s
+        elif name == "CST":
+            self._send(self._cst)
+        elif name in ("CSD", "CEM"):
+            self._send(self._csd() if name == "CSD" else self._cem)
+            self._repeats_left -= 1
+            if self._repeats_left <= 0:
+                del self._periodic[name]
+                self._go(Event.DONE, now_s)  # STATISTICS -> ENDED; ERROR stays, now quiet
+                if name == "CEM":
+                    self._out.append(SessionClosed(self.phase))
+
+    def _send_ccs(self, now_s: float) -> None:
+        if self._last_ccs_s is not None:  # energy the power stage delivered since the last CCS
+            voltage_v, current_a = self._last_output
+            self.energy_kwh += voltage_v * current_a * (now_s - self._last_ccs_s) / 3.6e6
+        current_a = self.output_current_a
+        voltage_v = self.command.output_voltage_v if self.command else 0.0
+        if voltage_v <= 0.0 and self._bcs is not None:
+            voltage_v = self._bcs.voltage_v
+        voltage_v = min(voltage_v, self.limits.max_output_voltage_v)
+        minutes = min(600, int((now_s - self._charging_since_s) // 60))
+        cmd = self.command
+        permitted = self.phase is Phase.CHARGING and cmd is not None and cmd.charging_permitted
+        self._send(codec.Ccs(voltage_v, current_a, minutes, permitted and self._bms_permitted))
+        self._last_ccs_s, self._last_output = now_s, (voltage_v, current_a)
+
+    def _csd(self) -> codec.Csd:
+        end_s = self._last_ccs_s if self._last_ccs_s is not None else self._charging_since_s
+        minutes = min(600, max(0, int((end_s - self._charging_since_s) // 60)))
+        return codec.Csd(minutes, min(1000.0, self.energy_kwh), self.limits.charger_number)
+
+    def _emit_telemetry(self, now_s: float) -> None:
+        bcs, bsm, req, pack = self._bcs, self._bsm, self._request, self.pack
+        if bcs is None or bsm is None or req is None or pack is None:
+            return
+        try:
+            telemetry = PackTelemetry(
+                monotonic_s=now_s,
+                pack_voltage_v=bcs.voltage_v,
+                pack_current_a=bcs.current_a,
+                soc=bcs.soc,
+                cell_voltage_max_v=bcs.max_cell_voltage_v,
+                cell_temp_max_c=bsm.max_temp_c,
+                cell_temp_min_c=bsm.min_temp_c,
+                request=req,
+                max_charge_current_a=pack.max_charge_current_a,
+                max_pack_voltage_v=pack.max_pack_voltage_v,
+                max_cell_voltage_v=pack.max_cell_voltage_v,
+                max_temp_c=pack.max_temp_c,
+                remaining_min=bcs.remaining_min,
+                faults=bsm_faults(bsm),
+                charging_permitted=self._bms_permitted,
+            )
+        except ValidationError as exc:
+            self._implausible("BCS/BSM", str(exc.errors(include_url=False)), now_s)
+            return
+        self._out.append(telemetry)
