@@ -88,7 +88,7 @@ async def run_demo(
     clock = LoopClock(epoch=datetime.now(UTC).replace(microsecond=0))
     start_s = clock.monotonic()
     traces = [StationTrace(s) for s in stations]
-    async with EmbeddedCsms(heartbeat_interval_s=300) as csms, asyncio.TaskGroup() as tg:
+    async with EmbeddedCsms(heartbeat_interval_s=300, clock=clock) as csms, asyncio.TaskGroup() as tg:
         agents = []
         scripts = []
         for number, trace in enumerate(traces, start=1):

@@ -22,7 +22,6 @@ from bms_link.models import ChargeCommand, PackInfo, PackTelemetry, StopReason
 from chargeagent.clock import Clock
 from chargeagent.config import Settings
 from chargeagent.errors import BmsLinkError, ProtocolError
-from chargeagent.tasks import checkpoint
 from policy.envelope import Decision, EnvelopeLimits, cc_cv_current_a, decide
 from station.connection import connect_forever
 from station.ocpp_v201 import OcppChargePoint
@@ -130,7 +129,8 @@ class StationAgent:
         cp = OcppChargePoint(self.station_id, ws, self.core, self, self.settings.ocpp.response_timeout_s)
         async with asyncio.TaskGroup() as tg:
             tg.create_task(cp.start(), name=f"{self.station_id}:ocpp-reader")
-            await self._boot(cp)
+            if not self.core.accepted:  # B01: boot once per (re)boot, not per reconnect
+                await self._boot(cp)
             self._cp = cp
             self.outbox.online = True
             self.booted.set()
@@ -147,7 +147,6 @@ class StationAgent:
         """B01-B03: BootNotification until Accepted, waiting the interval the CSMS gives."""
         while True:
             response = await cp.send(self.core.boot_request())
-            checkpoint()
             wait_s = self.core.on_boot_response(response["status"], float(response["interval"]))
             self.log.info("boot_response", status=response["status"], interval_s=response["interval"])
             if self.core.accepted:
@@ -161,14 +160,12 @@ class StationAgent:
                 await cp.send(self.core.heartbeat_request())
             except ProtocolError as exc:
                 self.log.warning("heartbeat_failed", error=str(exc))
-            checkpoint()
 
     # --- charging ------------------------------------------------------------------------------
     async def _evse_controller(self) -> None:
         while True:
             pending, profile = await self._starts.get()
             authorized = not self.settings.ocpp.authorize_remote_start or await self._authorize(pending)
-            checkpoint()
             if not authorized:
                 self.core.abandon_start(pending)
                 continue

@@ -14,10 +14,12 @@ import structlog
 from ocpp import messages as ocpp_messages
 from ocpp.charge_point import camel_to_snake_case, snake_to_camel_case
 from ocpp.exceptions import OCPPError
+from ocpp.messages import MessageType, unpack
 from ocpp.routing import after, on
 from ocpp.v201 import ChargePoint, call
 
 from chargeagent.errors import ProtocolError
+from chargeagent.tasks import checkpoint
 from station.protocol.station import Outbound, PendingStart, StationCore
 
 # Validate on the loop thread: the executor hop costs more than validating a small payload on a 1-2 core
@@ -65,10 +67,34 @@ class OcppChargePoint(ChargePoint):  # type: ignore[misc]
             raise ProtocolError(f"{message.action} rejected by CSMS: {exc}") from exc
         except TimeoutError as exc:
             raise ProtocolError(f"{message.action}: no response within {self._response_timeout}s") from exc
+        finally:
+            checkpoint()  # the library's wait_for may have swallowed our cancellation (see chargeagent.tasks)
         response: dict[str, Any] = snake_to_camel_case(
             {k: v for k, v in vars(result).items() if v is not None}
         )
         return response
+
+    async def route_message(self, raw_msg: str | bytes) -> None:
+        """Like the library's, but a bad frame is one structured log line (not a traceback) and never fatal.
+
+        OCPP-J (part 4, 4.2.3): a CALL that fails validation is answered with a CallError; a frame that is not
+        even parseable cannot be answered reliably and is dropped.
+        """
+        try:
+            msg = unpack(raw_msg)
+        except OCPPError as exc:
+            log.warning("ocpp_bad_frame", error=type(exc).__name__, reason=str(exc)[:200], frame=str(raw_msg)[:120])
+            return
+        if msg.message_type_id != MessageType.Call:
+            self._response_queue.put_nowait(msg)
+            return
+        try:
+            await self._handle_call(msg)
+        except OCPPError as exc:
+            log.warning(
+                "ocpp_call_rejected", action=msg.action, error=exc.code, reason=str(exc.description)[:200]
+            )
+            await self._send(msg.create_call_error(exc).to_json())
 
     def _run_after(self) -> None:
         pending, self._after = self._after, None

@@ -22,7 +22,6 @@ import structlog
 
 from chargeagent.clock import Clock
 from chargeagent.errors import ProtocolError
-from chargeagent.tasks import checkpoint
 from station.protocol.station import Outbound
 
 log = structlog.get_logger(__name__)
@@ -69,7 +68,6 @@ class Outbox:
                 await self._wakeup.wait()
             message = self._queue[0]
             response = await self._send_with_retries(send, message)
-            checkpoint()
             self._queue.popleft()
             if response is not None:
                 self.sent += 1
