@@ -53,9 +53,7 @@ class OcppSettings(_Section):
     csms_url: str = "ws://127.0.0.1:9000/ocpp"
     protocol: Literal["ocpp2.0.1"] = "ocpp2.0.1"
     response_timeout_s: PositiveS = 30.0
-    heartbeat_interval_s: PositiveS = (
-        300.0  # until the CSMS's BootNotification response says otherwise
-    )
+    heartbeat_interval_s: PositiveS = 300.0  # until the CSMS's BootNotification response says otherwise
     meter_interval_s: PositiveS = 60.0  # SampledDataCtrlr.TxUpdatedInterval
     reconnect_min_s: PositiveS = 2.0  # OCPPCommCtrlr.RetryBackOffWaitMinimum
     reconnect_max_s: PositiveS = 120.0
@@ -143,9 +141,7 @@ def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any
     return merged
 
 
-def load_settings(
-    config_file: Path | None = None, overrides: dict[str, Any] | None = None
-) -> Settings:
+def load_settings(config_file: Path | None = None, overrides: dict[str, Any] | None = None) -> Settings:
     """Load and validate the configuration; raise `ConfigError` with one line naming the bad key."""
     if config_file is not None:
         if not config_file.is_file():

@@ -20,9 +20,7 @@ _LEVELS = {
 }
 
 # Keys whose values must never reach a log line (HOUSE_STYLE: never log secrets).
-_SECRET_KEYS = frozenset(
-    {"password", "basic_auth_password", "private_key", "token", "authorization"}
-)
+_SECRET_KEYS = frozenset({"password", "basic_auth_password", "private_key", "token", "authorization"})
 
 
 def _redact(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:

@@ -31,7 +31,7 @@ T = TypeVar("T")
 _EXECUTOR_WAIT_S = 0.05
 
 
-class _VirtualSelector(selectors.DefaultSelector):  # type: ignore[misc,valid-type]
+class _VirtualSelector(selectors.DefaultSelector):
     """Selector that turns 'wait N seconds for I/O' into 'jump N seconds' when no I/O is pending."""
 
     def __init__(self) -> None:

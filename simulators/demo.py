@@ -145,7 +145,7 @@ async def run_demo(
         for task in agents:
             task.cancel()
         transactions = {
-            t.station.station_id: list(csms.transactions(t.station.station_id).values())[0]
+            t.station.station_id: next(iter(csms.transactions(t.station.station_id).values()))
             for t in traces
             if csms.transactions(t.station.station_id)
         }
@@ -217,7 +217,8 @@ def write_demo_report(result: DemoResult, path: Path) -> Path:
         title="chargeagent demo",
         generated_at=datetime.now(UTC),
         notes=[
-            "OCPP 2.0.1 over loopback websockets to the embedded CSMS; GB/T 27930 over python-can virtual bus.",
+            "OCPP 2.0.1 over loopback websockets to the embedded CSMS.",
+            "GB/T 27930 over the python-can virtual bus.",
             f"Virtual time: {result.virtual_minutes:.1f} simulated minutes.",
         ],
     )
@@ -227,9 +228,8 @@ def summary_row(trace: StationTrace) -> dict[str, str | float]:
     steps = trace.steps
     pack = trace.station.pack
     result = trace.result
-    top = ", ".join(
-        f"{name} {100 * n / max(1, len(steps)):.0f}%" for name, n in trace.constraints.most_common(3)
-    )
+    shares = [(name, 100 * n / max(1, len(steps))) for name, n in trace.constraints.most_common(3)]
+    top = ", ".join(f"{name} {share:.0f}%" for name, share in shares if share >= 1.0)
     return {
         "SoH": round(pack.soh, 2),
         "start SoC %": round(100 * (steps[0].soc if steps else pack.soc), 1),

@@ -66,7 +66,7 @@ class SimulatedEv:
 
 async def _maybe_await(result: object) -> None:
     if hasattr(result, "__await__"):
-        await result  # type: ignore[misc]
+        await result
 
 
 def can_link_factory(

@@ -195,7 +195,7 @@ class StationAgent:
             return False
         status = response.get("idTokenInfo", {}).get("status")
         self.log.info("authorize_response", status=status)
-        return status == "Accepted"
+        return bool(status == "Accepted")
 
     async def _charge_session(self, tx_id: str | None) -> SessionResult:
         started_s = self.clock.monotonic()
@@ -222,7 +222,9 @@ class StationAgent:
             tx_id, info, reason, self.energy_wh - energy_at_start, self.clock.monotonic() - started_s
         )
         self.log.info(
-            "session_ended", reason=reason, energy_kwh=round(result.energy_wh / 1000, 3),
+            "session_ended",
+            reason=reason,
+            energy_kwh=round(result.energy_wh / 1000, 3),
             minutes=round(result.duration_s / 60, 1),
         )
         return result
@@ -244,21 +246,37 @@ class StationAgent:
                 self.log.warning("envelope_stop", reason=decision.explanation)
                 await link.stop_session(StopReason.SAFETY_ENVELOPE)
                 return StopReason.SAFETY_ENVELOPE
-            voltage_v = min(telemetry.request.voltage_v, info.max_pack_voltage_v, self.limits.charger_max_voltage_v)
+            voltage_v = min(
+                telemetry.request.voltage_v, info.max_pack_voltage_v, self.limits.charger_max_voltage_v
+            )
             await link.command(ChargeCommand(output_voltage_v=voltage_v, output_current_a=decision.current_a))
             previous_a = decision.current_a
             if decision.current_a > 0 and not charging:
                 charging = True
-                self.enqueue(self.core.charging_state_changed(
-                    EVSE_ID, ChargingState.CHARGING, self.clock.now(), self.core.evses[EVSE_ID].last_sample
-                ))
+                self.enqueue(
+                    self.core.charging_state_changed(
+                        EVSE_ID,
+                        ChargingState.CHARGING,
+                        self.clock.now(),
+                        self.core.evses[EVSE_ID].last_sample,
+                    )
+                )
             self.enqueue(self.core.meter_update(EVSE_ID, self.clock.now(), now_s))
             if self._on_step is not None:
-                self._on_step(StepRecord(
-                    now_s, telemetry.soc, decision.current_a, self._csms_limit(telemetry),
-                    telemetry.pack_voltage_v, telemetry.cell_temp_max_c, decision.binding_constraint,
-                    self.energy_wh,
-                ))
+                self._on_step(
+                    StepRecord(
+                        now_s,
+                        telemetry.soc,
+                        decision.current_a,
+                        self._csms_limit(telemetry),
+                        telemetry.pack_voltage_v,
+                        telemetry.cell_temp_max_c,
+                        "cc_cv_curve"
+                        if decision.binding_constraint == "proposal"
+                        else decision.binding_constraint,
+                        self.energy_wh,
+                    )
+                )
         return link.end_reason or StopReason.STOPPED_BY_EV
 
     def _csms_limit(self, telemetry: PackTelemetry) -> float | None:

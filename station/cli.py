@@ -23,6 +23,8 @@ from chargeagent.logs import configure_logging
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Smart-charging OCPP charge-point agent.")
 console = Console()
+if not console.is_terminal:  # piped or in CI: don't squeeze the summary table into 80 columns
+    console = Console(width=140)
 log = structlog.get_logger(__name__)
 
 LogFormat = Literal["console", "json"]
@@ -80,8 +82,11 @@ def demo(
     settings = _settings(overrides)
     wall_start = time.perf_counter()
     with Progress(
-        TextColumn("{task.description:<14}"), BarColumn(), TextColumn("SoC {task.completed:>5.1f} %"),
-        console=console, transient=False,
+        TextColumn("{task.description:<14}"),
+        BarColumn(),
+        TextColumn("SoC {task.completed:>5.1f} %"),
+        console=console,
+        transient=False,
     ) as progress:
         bars: dict[str, Any] = {}
 
@@ -90,7 +95,9 @@ def demo(
                 bars[station_id] = progress.add_task(station_id, total=100.0)
             progress.update(bars[station_id], completed=soc * 100)
 
-        result = run_virtual(run_demo(timing_scale=timing_scale, base_settings=settings, progress=on_progress))
+        result = run_virtual(
+            run_demo(timing_scale=timing_scale, base_settings=settings, progress=on_progress)
+        )
     wall_s = time.perf_counter() - wall_start
     table = Table(title=f"chargeagent demo — {result.virtual_minutes:.0f} simulated min in {wall_s:.1f} s")
     rows = [summary_row(t) for t in result.traces]
@@ -139,8 +146,8 @@ def station(
 
 
 async def _run_station(settings: Settings) -> None:
-    from simulators.ev import SimulatedEv, can_link_factory, pack_spec_from_settings  # noqa: PLC0415
     from bms_link.gbt import GbtTiming  # noqa: PLC0415
+    from simulators.ev import SimulatedEv, can_link_factory, pack_spec_from_settings  # noqa: PLC0415
     from station.agent import StationAgent  # noqa: PLC0415
 
     clock = LoopClock()
@@ -176,8 +183,12 @@ async def _run_station(settings: Settings) -> None:
             agent.unplug()
             await clock.sleep(10.0)
 
-    log.info("station_starting", station_id=settings.station.id, csms_url=settings.ocpp.csms_url,
-             bms=settings.bms.backend)
+    log.info(
+        "station_starting",
+        station_id=settings.station.id,
+        csms_url=settings.ocpp.csms_url,
+        bms=settings.bms.backend,
+    )
     async with asyncio.TaskGroup() as tg:
         tasks = [tg.create_task(agent.run(), name="agent")]
         if settings.bms.backend == "sim":
@@ -201,5 +212,5 @@ def csms(
         asyncio.run(run_csms(host, port))
 
 
-def run() -> None:  # pragma: no cover - console entry point alternative
+if __name__ == "__main__":  # python -m station.cli (what the tests run)
     sys.exit(app())

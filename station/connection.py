@@ -1,7 +1,7 @@
 """Websocket connection to the CSMS: connect with the OCPP subprotocol, reconnect forever with back-off.
 
-Back-off follows OCPP 2.0.1 B10 / OCPPCommCtrlr.RetryBackOff*: wait the minimum, double it each attempt up to a
-maximum, plus a random 0..RetryBackOffRandomRange seconds so a fleet does not reconnect in lockstep.
+Back-off follows OCPP 2.0.1 B10 / OCPPCommCtrlr.RetryBackOff*: wait the minimum, double it each attempt up
+to a maximum, plus a random 0..RetryBackOffRandomRange seconds so a fleet does not reconnect in lockstep.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ _CONNECTION_ERRORS = (OSError, TimeoutError, WebSocketException, ProtocolError)
 
 def backoff_s(attempt: int, settings: OcppSettings, rng: random.Random) -> float:
     """Delay before reconnect attempt `attempt` (0-based)."""
-    base = min(settings.reconnect_min_s * (2**attempt), settings.reconnect_max_s)
+    base: float = min(settings.reconnect_min_s * (2**attempt), settings.reconnect_max_s)
     return base + rng.uniform(0.0, settings.reconnect_random_s)
 
 
@@ -51,7 +51,9 @@ async def connect_forever(
                 max_size=2**20,
             ) as ws:
                 if ws.subprotocol != SUBPROTOCOL:
-                    raise ProtocolError(f"CSMS did not accept subprotocol {SUBPROTOCOL} (got {ws.subprotocol})")
+                    raise ProtocolError(
+                        f"CSMS did not accept subprotocol {SUBPROTOCOL} (got {ws.subprotocol})"
+                    )
                 log.info("csms_connected", url=url)
                 attempt = 0
                 await on_connected(ws)

@@ -8,14 +8,14 @@ awaited inside a handler (the library processes one inbound call at a time per c
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar, cast
 
 import structlog
 from ocpp import messages as ocpp_messages
+from ocpp import routing
 from ocpp.charge_point import camel_to_snake_case, snake_to_camel_case
 from ocpp.exceptions import OCPPError
 from ocpp.messages import MessageType, unpack
-from ocpp.routing import after, on
 from ocpp.v201 import ChargePoint, call
 
 from chargeagent.errors import ProtocolError
@@ -28,11 +28,24 @@ ocpp_messages.ASYNC_VALIDATION = False
 
 log = structlog.get_logger(__name__)
 
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _on(action: str) -> Callable[[_F], _F]:
+    """`ocpp.routing.on` with a type (the library ships no hints)."""
+    return cast(Callable[[_F], _F], routing.on(action))
+
+
+def _after(action: str) -> Callable[[_F], _F]:
+    return cast(Callable[[_F], _F], routing.after(action))
+
 
 class StationHooks(Protocol):
     """What the adapter tells the agent; implementations must not block (schedule work instead)."""
 
-    def remote_start_accepted(self, pending: PendingStart, charging_profile: dict[str, Any] | None) -> None: ...
+    def remote_start_accepted(
+        self, pending: PendingStart, charging_profile: dict[str, Any] | None
+    ) -> None: ...
 
     def remote_stop_accepted(self, transaction_id: str) -> None: ...
 
@@ -50,7 +63,12 @@ class OcppChargePoint(ChargePoint):  # type: ignore[misc]
     """The `ocpp` ChargePoint with our inbound handlers, all answered by `StationCore`."""
 
     def __init__(
-        self, station_id: str, connection: Any, core: StationCore, hooks: StationHooks, response_timeout_s: float
+        self,
+        station_id: str,
+        connection: Any,
+        core: StationCore,
+        hooks: StationHooks,
+        response_timeout_s: float,
     ) -> None:
         super().__init__(station_id, connection, response_timeout=response_timeout_s)
         self.core = core
@@ -83,7 +101,9 @@ class OcppChargePoint(ChargePoint):  # type: ignore[misc]
         try:
             msg = unpack(raw_msg)
         except OCPPError as exc:
-            log.warning("ocpp_bad_frame", error=type(exc).__name__, reason=str(exc)[:200], frame=str(raw_msg)[:120])
+            log.warning(
+                "ocpp_bad_frame", error=type(exc).__name__, reason=str(exc)[:200], frame=str(raw_msg)[:120]
+            )
             return
         if msg.message_type_id != MessageType.Call:
             self._response_queue.put_nowait(msg)
@@ -101,7 +121,7 @@ class OcppChargePoint(ChargePoint):  # type: ignore[misc]
         if pending is not None:
             pending()
 
-    @on("RequestStartTransaction")
+    @_on("RequestStartTransaction")
     def on_request_start(
         self,
         id_token: dict[str, Any],
@@ -119,11 +139,11 @@ class OcppChargePoint(ChargePoint):  # type: ignore[misc]
             self._after = lambda: self.hooks.remote_start_accepted(pending, profile)
         return call_result("RequestStartTransaction", response)
 
-    @after("RequestStartTransaction")
+    @_after("RequestStartTransaction")
     def after_request_start(self, **_: Any) -> None:
         self._run_after()
 
-    @on("RequestStopTransaction")
+    @_on("RequestStopTransaction")
     def on_request_stop(self, transaction_id: str, **_: Any) -> Any:
         response = self.core.on_request_stop(transaction_id)
         log.info("remote_stop", status=response["status"], transaction_id=transaction_id)
@@ -131,18 +151,18 @@ class OcppChargePoint(ChargePoint):  # type: ignore[misc]
             self._after = lambda: self.hooks.remote_stop_accepted(transaction_id)
         return call_result("RequestStopTransaction", response)
 
-    @after("RequestStopTransaction")
+    @_after("RequestStopTransaction")
     def after_request_stop(self, **_: Any) -> None:
         self._run_after()
 
-    @on("SetChargingProfile")
+    @_on("SetChargingProfile")
     def on_set_charging_profile(self, evse_id: int, charging_profile: dict[str, Any], **_: Any) -> Any:
         profile = snake_to_camel_case(charging_profile)
         response = self.core.on_set_charging_profile(evse_id, profile)
         log.info("set_charging_profile", evse_id=evse_id, status=response["status"], profile_id=profile["id"])
         return call_result("SetChargingProfile", response)
 
-    @on("ClearChargingProfile")
+    @_on("ClearChargingProfile")
     def on_clear_charging_profile(
         self, charging_profile_id: int | None = None, charging_profile_criteria: Any = None, **_: Any
     ) -> Any:
@@ -150,7 +170,7 @@ class OcppChargePoint(ChargePoint):  # type: ignore[misc]
         cleared = self.core.profiles.clear(charging_profile_id, purpose)
         return call_result("ClearChargingProfile", {"status": "Accepted" if cleared else "Unknown"})
 
-    @on("GetVariables")
+    @_on("GetVariables")
     def on_get_variables(self, get_variable_data: list[dict[str, Any]], **_: Any) -> Any:
         results = []
         for item in get_variable_data:
@@ -166,7 +186,7 @@ class OcppChargePoint(ChargePoint):  # type: ignore[misc]
             results.append(result)
         return call_result("GetVariables", {"getVariableResult": results})
 
-    @on("SetVariables")
+    @_on("SetVariables")
     def on_set_variables(self, set_variable_data: list[dict[str, Any]], **_: Any) -> Any:
         results = []
         for item in set_variable_data:
@@ -201,6 +221,6 @@ def call_result(action: str, payload: dict[str, Any]) -> Any:
 
 
 def _snake(key: str) -> str:
-    """Top-level payload key in the library's snake_case (nested dicts keep camelCase; it converts them back)."""
+    """Top-level key in the library's snake_case (nested dicts keep camelCase; the library converts back)."""
     converted: dict[str, Any] = camel_to_snake_case({key: None})
     return next(iter(converted))

@@ -49,9 +49,10 @@ class Outbox:
     def put(self, messages: list[Outbound]) -> None:
         for message in messages:
             if message.transactional:
+                queued = message
                 if not self.online:
-                    message = Outbound(message.action, {**message.payload, "offline": True})
-                self._queue.append(message)
+                    queued = Outbound(message.action, {**message.payload, "offline": True})
+                self._queue.append(queued)
             elif self.online:
                 self._queue.append(message)
             else:
@@ -82,7 +83,9 @@ class Outbox:
             except ProtocolError as exc:
                 if not message.transactional or attempt >= self.message_attempts:
                     self.dropped += 1
-                    log.error("outbox_message_dropped", action=message.action, attempts=attempt, error=str(exc))
+                    log.error(
+                        "outbox_message_dropped", action=message.action, attempts=attempt, error=str(exc)
+                    )
                     return None
                 log.warning("outbox_retry", action=message.action, attempt=attempt, error=str(exc))
                 await self._clock.sleep(self.attempt_interval_s * attempt)

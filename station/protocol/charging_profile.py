@@ -39,9 +39,7 @@ class ProfileStore:
     """Installed charging profiles and their evaluation; pure functions of (profiles, time, tx info)."""
 
     def __init__(self) -> None:
-        self._profiles: dict[
-            int, InstalledProfile
-        ] = {}  # by chargingProfile.id (K01.FR.05: replace same id)
+        self._profiles: dict[int, InstalledProfile] = {}  # by chargingProfile.id (K01.FR.05: replace same id)
 
     def install(self, evse_id: int, profile: dict[str, Any], active_tx_id: str | None) -> str:
         """Validate and install; return 'Accepted' or 'Rejected' (K01.FR.03/.16/.22)."""
@@ -70,10 +68,7 @@ class ProfileStore:
         self._profiles = {
             pid: p
             for pid, p in self._profiles.items()
-            if not (
-                (profile_id is None or pid == profile_id)
-                and (purpose is None or p.purpose == purpose)
-            )
+            if not ((profile_id is None or pid == profile_id) and (purpose is None or p.purpose == purpose))
         }
         return len(self._profiles) < before
 
@@ -82,10 +77,7 @@ class ProfileStore:
         self._profiles = {
             pid: p
             for pid, p in self._profiles.items()
-            if not (
-                p.purpose == "TxProfile"
-                and p.profile.get("transactionId") in (None, transaction_id)
-            )
+            if not (p.purpose == "TxProfile" and p.profile.get("transactionId") in (None, transaction_id))
         }
 
     def limit_a(

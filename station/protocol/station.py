@@ -224,9 +224,7 @@ class StationCore:
         if evse_id is None:
             candidates = list(self.evses.values())
         for evse in candidates:
-            free = (
-                evse.transaction is None or evse.transaction.ended
-            ) and not evse.reserved_for_start
+            free = (evse.transaction is None or evse.transaction.ended) and not evse.reserved_for_start
             if free and evse.connector.status in (
                 ConnectorStatus.AVAILABLE,
                 ConnectorStatus.OCCUPIED,
@@ -269,11 +267,7 @@ class StationCore:
         """J02: a periodic Updated every TxUpdatedInterval while the transaction runs."""
         evse = self.evses[evse_id]
         tx = self.transaction(evse_id)
-        if (
-            tx is None
-            or evse.last_sample is None
-            or now_s - tx.last_meter_s < self.meter_interval_s
-        ):
+        if tx is None or evse.last_sample is None or now_s - tx.last_meter_s < self.meter_interval_s:
             return []
         tx.last_meter_s = now_s
         payload = tx.event("Updated", "MeterValuePeriodic", now, sample=evse.last_sample)
@@ -288,9 +282,7 @@ class StationCore:
         if tx is None:
             return []
         trigger, stopped = stop_reasons(tx.stop_requested or reason)
-        tx.charging_state = (
-            ChargingState.EV_CONNECTED if evse.connector.cable_plugged else ChargingState.IDLE
-        )
+        tx.charging_state = ChargingState.EV_CONNECTED if evse.connector.cable_plugged else ChargingState.IDLE
         payload = tx.event(
             "Ended",
             trigger,

@@ -81,8 +81,8 @@ def meter_value(moment: datetime, sample: MeterSample, context: str) -> dict[str
         values.append(sampled(sample.soc * 100.0, "SoC", "Percent", location="EV"))
     meter: dict[str, Any] = {"timestamp": ocpp_timestamp(moment), "sampledValue": values}
     if sample.cell_temp_c is not None:
-        # OCPP 2.0.1 dropped 'Temperature' from MeasurandEnumType (1.6 had it; the shipped 2.0.1 schema rejects
-        # it), so the hottest cell temperature travels in the meter value's customData.
+        # OCPP 2.0.1 dropped 'Temperature' from MeasurandEnumType (1.6 had it; the shipped 2.0.1 schema
+        # rejects it), so the hottest cell temperature travels in the meter value's customData.
         meter["customData"] = {"vendorId": VENDOR_ID, "cellTempMaxC": round(sample.cell_temp_c, 2)}
     return meter
 

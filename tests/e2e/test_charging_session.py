@@ -1,4 +1,4 @@
-"""End to end: station agent ↔ embedded CSMS over loopback websockets, ↔ simulated BMS over the virtual CAN bus.
+"""End to end: station agent ↔ embedded CSMS (loopback websockets) ↔ simulated BMS (virtual CAN bus).
 
 Everything is real except time (a VirtualTimeLoop), so a 10-minute session runs in about a second.
 """
@@ -28,8 +28,15 @@ _channels = itertools.count()
 
 def pack(soc: float = 0.60, target_soc: float = 0.70, **kw: Any) -> PackSpec:
     spec: dict[str, Any] = {
-        "chemistry": "nmc", "capacity_ah": 150.0, "soh": 0.95, "series_cells": 96, "soc": soc,
-        "target_soc": target_soc, "cell_temp_c": 25.0, "ambient_c": 25.0, "max_charge_current_a": 300.0,
+        "chemistry": "nmc",
+        "capacity_ah": 150.0,
+        "soh": 0.95,
+        "series_cells": 96,
+        "soc": soc,
+        "target_soc": target_soc,
+        "cell_temp_c": 25.0,
+        "ambient_c": 25.0,
+        "max_charge_current_a": 300.0,
     }
     return PackSpec(**{**spec, **kw})
 
@@ -72,11 +79,22 @@ def charge(spec: PackSpec, script: Script | None = None, **csms_kwargs: Any) -> 
                 links.append(factory())
                 return links[-1]
 
-            ev = SimulatedEv(spec, interface="virtual", channel=channel, clock=clock,
-                             timing=GbtTiming(period_scale=SCALE), poll_interval_s=None)
+            ev = SimulatedEv(
+                spec,
+                interface="virtual",
+                channel=channel,
+                clock=clock,
+                timing=GbtTiming(period_scale=SCALE),
+                poll_interval_s=None,
+            )
             run = Run(csms, None, ev, clock, links)  # type: ignore[arg-type]
-            run.agent = StationAgent(settings, clock=clock, bms_factory=tracking_factory,
-                                     on_step=run.steps.append, on_session_end=run.results.append)
+            run.agent = StationAgent(
+                settings,
+                clock=clock,
+                bms_factory=tracking_factory,
+                on_step=run.steps.append,
+                on_session_end=run.results.append,
+            )
             async with asyncio.TaskGroup() as tg:
                 agent_task = tg.create_task(run.agent.run())
                 await run.agent.booted.wait()
@@ -86,8 +104,9 @@ def charge(spec: PackSpec, script: Script | None = None, **csms_kwargs: Any) -> 
                 assert status == "Accepted"
                 if script is not None:
                     await script(run)
-                await csms.wait_for("CS-E2E", "TransactionEvent",
-                                    lambda p: p["eventType"] == "Ended", timeout_s=7200)
+                await csms.wait_for(
+                    "CS-E2E", "TransactionEvent", lambda p: p["eventType"] == "Ended", timeout_s=7200
+                )
                 await asyncio.wait_for(ev_task, timeout=60)
                 agent_task.cancel()
             assert csms.internal_errors == []
@@ -117,7 +136,9 @@ def test_full_transaction_reaches_the_csms_in_order_with_energy_matching_the_pac
     assert abs(delivered_kwh - run.ev.bms.energy_in_kwh) / run.ev.bms.energy_in_kwh < 0.03
     registers = [energy_wh(e) for e in events if "meterValue" in e]
     assert registers == sorted(registers)
-    last_soc = next(v["value"] for v in events[-1]["meterValue"][0]["sampledValue"] if v["measurand"] == "SoC")
+    last_soc = next(
+        v["value"] for v in events[-1]["meterValue"][0]["sampledValue"] if v["measurand"] == "SoC"
+    )
     assert 69.0 <= last_soc <= 71.0
 
 
@@ -161,10 +182,18 @@ def test_tx_profile_from_the_csms_caps_the_output_current():
         await asyncio.sleep(30)
         tx_id = run.tx_events()[0]["transactionInfo"]["transactionId"]
         profile = {
-            "id": 11, "stackLevel": 0, "chargingProfilePurpose": "TxProfile", "chargingProfileKind": "Relative",
+            "id": 11,
+            "stackLevel": 0,
+            "chargingProfilePurpose": "TxProfile",
+            "chargingProfileKind": "Relative",
             "transactionId": tx_id,
-            "chargingSchedule": [{"id": 1, "chargingRateUnit": "A",
-                                  "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 40.0}]}],
+            "chargingSchedule": [
+                {
+                    "id": 1,
+                    "chargingRateUnit": "A",
+                    "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 40.0}],
+                }
+            ],
         }
         assert await run.csms.set_charging_profile("CS-E2E", evse_id=1, profile=profile) == "Accepted"
         run.steps.clear()

@@ -27,8 +27,15 @@ async def test_malformed_frames_from_the_csms_are_logged_once_and_the_station_ke
         await ws.send("this is not json")
         await ws.send(json.dumps([2, "bad-1", "RequestStartTransaction", {"bogus": True}]))
         seen["call_error"] = json.loads(await ws.recv())
-        await ws.send(json.dumps([3, boot[1], {"currentTime": "2026-01-01T00:00:00.000Z", "interval": 300,
-                                               "status": "Accepted"}]))
+        await ws.send(
+            json.dumps(
+                [
+                    3,
+                    boot[1],
+                    {"currentTime": "2026-01-01T00:00:00.000Z", "interval": 300, "status": "Accepted"},
+                ]
+            )
+        )
         status = json.loads(await ws.recv())
         seen["status"] = status[2:]
         await ws.send(json.dumps([3, status[1], {}]))

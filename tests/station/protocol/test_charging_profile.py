@@ -8,11 +8,21 @@ T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 
 
 def profile(pid, purpose, stack, limit, unit="A", kind="Absolute", start=T0, **extra):
-    schedule = {"id": 1, "chargingRateUnit": unit, "chargingSchedulePeriod": [{"startPeriod": 0, "limit": limit}]}
+    schedule = {
+        "id": 1,
+        "chargingRateUnit": unit,
+        "chargingSchedulePeriod": [{"startPeriod": 0, "limit": limit}],
+    }
     if kind == "Absolute":
         schedule["startSchedule"] = start.isoformat().replace("+00:00", "Z")
-    return {"id": pid, "stackLevel": stack, "chargingProfilePurpose": purpose, "chargingProfileKind": kind,
-            "chargingSchedule": [schedule], **extra}
+    return {
+        "id": pid,
+        "stackLevel": stack,
+        "chargingProfilePurpose": purpose,
+        "chargingProfileKind": kind,
+        "chargingSchedule": [schedule],
+        **extra,
+    }
 
 
 def test_highest_stack_level_wins_within_a_purpose():

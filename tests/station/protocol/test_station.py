@@ -16,7 +16,11 @@ TOKEN = {"idToken": "TAG1", "type": "ISO14443"}
 def make_core(**kw):
     ids = iter(f"tx-{i}" for i in range(100))
     return StationCore(
-        "CS1", StationInfo("v", "m", "s", "f"), new_transaction_id=lambda: next(ids), meter_interval_s=60, **kw
+        "CS1",
+        StationInfo("v", "m", "s", "f"),
+        new_transaction_id=lambda: next(ids),
+        meter_interval_s=60,
+        **kw,
     )
 
 
@@ -57,7 +61,9 @@ def test_transaction_events_have_increasing_seqno_and_schema_valid_payloads():
     messages += core.charging_state_changed(1, ChargingState.CHARGING, T0, sample(100.0))
     core.record_sample(1, sample(900.0, 0.6))
     messages += core.meter_update(1, T0 + timedelta(seconds=61), 61.0)
-    messages += core.end_transaction(1, T0 + timedelta(seconds=90), StopReason.SOC_TARGET_REACHED, sample(1000.0))
+    messages += core.end_transaction(
+        1, T0 + timedelta(seconds=90), StopReason.SOC_TARGET_REACHED, sample(1000.0)
+    )
     tx_events = [m.payload for m in messages if m.action == "TransactionEvent"]
     assert [e["eventType"] for e in tx_events] == ["Started", "Updated", "Updated", "Ended"]
     assert [e["seqNo"] for e in tx_events] == [0, 1, 2, 3]
@@ -70,9 +76,16 @@ def test_transaction_events_have_increasing_seqno_and_schema_valid_payloads():
         assert_schema_valid(m)
     measurands = {v["measurand"] for v in tx_events[2]["meterValue"][0]["sampledValue"]}
     assert measurands == {
-        "Energy.Active.Import.Register", "Power.Active.Import", "Current.Import", "Voltage", "SoC"
+        "Energy.Active.Import.Register",
+        "Power.Active.Import",
+        "Current.Import",
+        "Voltage",
+        "SoC",
     }
-    assert tx_events[2]["meterValue"][0]["customData"] == {"vendorId": "org.chargeagent", "cellTempMaxC": 30.0}
+    assert tx_events[2]["meterValue"][0]["customData"] == {
+        "vendorId": "org.chargeagent",
+        "cellTempMaxC": 30.0,
+    }
 
 
 def test_meter_update_waits_for_the_configured_interval():

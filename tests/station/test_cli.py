@@ -1,0 +1,111 @@
+"""The command line as users run it: real subprocesses, real sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from simulators.csms import EmbeddedCsms
+
+CLI = [sys.executable, "-m", "station.cli"]
+REPO = Path(__file__).resolve().parents[2]
+
+
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*CLI, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO,
+        env={**os.environ, **(env or {})},
+        check=False,
+    )
+
+
+def test_bad_config_value_exits_2_with_one_line_naming_the_key(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[ocpp]\nmeter_interval_s = -5\n")
+    result = run_cli("--config", str(bad), "csms")
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert lines == [
+        "chargeagent: config error: ocpp.meter_interval_s: Input should be greater than 0 (got -5)"
+    ]
+
+
+def test_bad_env_value_is_reported_the_same_way():
+    result = run_cli("station", env={"CHARGEAGENT_BMS__CAN_BITRATE": "fast"})
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith("chargeagent: config error: bms.can_bitrate:")
+
+
+def test_demo_charges_three_stations_and_writes_the_report(tmp_path):
+    result = run_cli("demo", "--out", str(tmp_path), timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    for station in ("CS-NEW-WARM", "CS-AGED-COLD", "CS-LFP-HOT"):
+        assert station in result.stdout
+    assert "soc_target_reached" in result.stdout
+    report = (tmp_path / "report.html").read_text()
+    assert report.count("<svg") >= 9  # SoC, current, temperature per station
+    assert "Traceback" not in result.stderr
+
+
+async def test_station_command_lets_a_csms_start_and_stop_a_transaction_on_a_simulated_pack():
+    async with EmbeddedCsms() as csms:
+        env = {**os.environ, "CHARGEAGENT_OCPP__METER_INTERVAL_S": "1", "CHARGEAGENT_LOG__FORMAT": "json"}
+        proc = await asyncio.create_subprocess_exec(
+            *CLI,
+            "station",
+            "--csms-url",
+            csms.url,
+            "--station-id",
+            "CLI-1",
+            "--bms",
+            "sim",
+            "--can-channel",
+            f"cli-{os.getpid()}",
+            cwd=REPO,
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        try:
+            await csms.wait_for(
+                "CLI-1", "StatusNotification", lambda p: p["connectorStatus"] == "Occupied", timeout_s=30
+            )
+            assert await csms.request_start_transaction("CLI-1", id_token="OP-1", evse_id=1) == "Accepted"
+            await csms.wait_for(
+                "CLI-1",
+                "TransactionEvent",
+                lambda p: p.get("triggerReason") == "MeterValuePeriodic",
+                timeout_s=30,
+            )
+            tx_id = csms.received("CLI-1", "TransactionEvent")[0].payload["transactionInfo"]["transactionId"]
+            assert await csms.request_stop_transaction("CLI-1", tx_id) == "Accepted"
+            ended = await csms.wait_for(
+                "CLI-1", "TransactionEvent", lambda p: p["eventType"] == "Ended", timeout_s=30
+            )
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            _, stderr = await asyncio.wait_for(proc.communicate(), timeout=30)
+    assert ended.payload["transactionInfo"]["stoppedReason"] == "Remote"
+    updated = [
+        r.payload for r in csms.received("CLI-1", "TransactionEvent") if r.payload["eventType"] == "Updated"
+    ]
+    power = [
+        v["value"]
+        for e in updated
+        for m in e.get("meterValue", [])
+        for v in m["sampledValue"]
+        if v["measurand"] == "Power.Active.Import"
+    ]
+    assert max(power) > 1000  # a real pack was charging
+    assert proc.returncode == 0, stderr.decode()[-2000:]
+    assert b"Traceback" not in stderr
