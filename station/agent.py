@@ -89,7 +89,9 @@ class StationAgent:
         self._on_step = on_step
         self._on_session_end = on_session_end
         self._starts: asyncio.Queue[tuple[PendingStart, dict[str, Any] | None]] = asyncio.Queue()
-        self._stop_requested = asyncio.Event()
+        self._stop_reason: StopReason | None = None  # set by a remote stop or shutdown; read each step
+        self._idle = asyncio.Event()  # no charging session running
+        self._idle.set()
         self._cp: OcppChargePoint | None = None
         self.energy_wh = 0.0  # the station meter's register: never decreases
         self.booted = asyncio.Event()
@@ -100,7 +102,7 @@ class StationAgent:
         self._starts.put_nowait((pending, charging_profile))
 
     def remote_stop_accepted(self, transaction_id: str) -> None:
-        self._stop_requested.set()
+        self._stop_reason = StopReason.REMOTE
 
     def enqueue(self, messages: list[Outbound]) -> None:
         self.outbox.put(messages)
@@ -124,6 +126,22 @@ class StationAgent:
                 name=f"{self.station_id}:connection",
             )
             tg.create_task(self._evse_controller(), name=f"{self.station_id}:evse{EVSE_ID}")
+
+    async def shutdown(self, timeout_s: float = 10.0) -> None:
+        """Orderly stop (SIGTERM): end a running session (0 A, CST), queue its Ended, let the outbox drain.
+
+        Bounded by `timeout_s`; the caller cancels `run()` afterwards. What is still queued then is lost in
+        this slice (the durable outbox of issue #4 keeps it across restarts).
+        """
+        self.log.info("shutdown_requested", session_running=not self._idle.is_set())
+        self._stop_reason = StopReason.LOCAL
+        try:
+            async with asyncio.timeout(timeout_s):
+                await self._idle.wait()
+                while len(self.outbox) and self.outbox.online:
+                    await self.clock.sleep(0.05)
+        except TimeoutError:
+            self.log.warning("shutdown_timeout", queued=len(self.outbox))
 
     async def _session(self, ws: ClientConnection) -> None:
         cp = OcppChargePoint(self.station_id, ws, self.core, self, self.settings.ocpp.response_timeout_s)
@@ -169,7 +187,8 @@ class StationAgent:
             if not authorized:
                 self.core.abandon_start(pending)
                 continue
-            self._stop_requested.clear()
+            self._stop_reason = None
+            self._idle.clear()
             self.enqueue(
                 self.core.start_transaction(
                     pending, charging_profile=profile, now=self.clock.now(), now_s=self.clock.monotonic()
@@ -179,6 +198,7 @@ class StationAgent:
             tx_id = tx.transaction_id if tx else None
             with structlog.contextvars.bound_contextvars(evse_id=EVSE_ID, transaction_id=tx_id):
                 result = await self._charge_session(tx_id)
+            self._idle.set()
             if self._on_session_end is not None:
                 self._on_session_end(result)
 
@@ -238,9 +258,9 @@ class StationAgent:
             dt_s = 0.0 if last_s is None else now_s - last_s
             last_s = now_s
             self._meter(telemetry, dt_s, previous_a)
-            if self._stop_requested.is_set():
-                await link.stop_session(StopReason.REMOTE)
-                return StopReason.REMOTE
+            if self._stop_reason is not None:
+                await link.stop_session(self._stop_reason)
+                return self._stop_reason
             decision = self._decide(telemetry, info, previous_a, dt_s)
             if decision.stop:
                 self.log.warning("envelope_stop", reason=decision.explanation)

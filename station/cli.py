@@ -18,7 +18,7 @@ from rich.table import Table
 
 from chargeagent.clock import LoopClock
 from chargeagent.config import Settings, load_settings
-from chargeagent.errors import ConfigError
+from chargeagent.errors import ChargeAgentError, ConfigError
 from chargeagent.logs import configure_logging
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Smart-charging OCPP charge-point agent.")
@@ -28,6 +28,7 @@ if not console.is_terminal:  # piped or in CI: don't squeeze the summary table i
 log = structlog.get_logger(__name__)
 
 LogFormat = Literal["console", "json"]
+AUTO_START_ID_TOKEN = "CLI-AUTO-START"  # noqa: S105 - an idToken value, not a secret
 
 
 class _State:
@@ -195,6 +196,7 @@ async def _run_station(settings: Settings) -> None:
             tasks.append(tg.create_task(simulated_vehicles(), name="sim-vehicles"))
         await stop.wait()
         log.info("station_stopping")
+        await agent.shutdown()
         for task in tasks:
             task.cancel()
 
@@ -203,13 +205,41 @@ async def _run_station(settings: Settings) -> None:
 def csms(
     host: Annotated[str, typer.Option(help="Listen address.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Listen port.")] = 9000,
+    auto_start: Annotated[
+        bool, typer.Option(help="Send RequestStartTransaction whenever a connector reports Occupied.")
+    ] = False,
 ) -> None:
     """Run the embedded OCPP 2.0.1 CSMS (for trying the station against; not a production CSMS)."""
-    from simulators.csms import run_csms  # noqa: PLC0415
-
     _settings()
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(run_csms(host, port))
+        asyncio.run(_serve_csms(host, port, auto_start))
+
+
+async def _serve_csms(host: str, port: int, auto_start: bool) -> None:
+    from simulators.csms import EmbeddedCsms, Received, format_received  # noqa: PLC0415
+
+    occupied: asyncio.Queue[Received] = asyncio.Queue()
+
+    def on_received(item: Received) -> None:
+        typer.echo(format_received(item))
+        if (
+            auto_start
+            and item.action == "StatusNotification"
+            and item.payload["connectorStatus"] == "Occupied"
+        ):
+            occupied.put_nowait(item)
+
+    async with EmbeddedCsms(host=host, port=port, on_received=on_received) as server:
+        typer.echo(f"CSMS listening on {server.url}/<station id> (subprotocol ocpp2.0.1)")
+        while True:  # runs until Ctrl-C; starts are sent here, never from inside a handler
+            item = await occupied.get()
+            try:
+                status = await server.request_start_transaction(
+                    item.station_id, id_token=AUTO_START_ID_TOKEN, evse_id=item.payload["evseId"]
+                )
+            except ChargeAgentError as exc:
+                status = f"failed: {exc}"
+            typer.echo(f"RequestStartTransaction to {item.station_id}: {status}")
 
 
 if __name__ == "__main__":  # python -m station.cli (what the tests run)

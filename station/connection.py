@@ -6,6 +6,7 @@ to a maximum, plus a random 0..RetryBackOffRandomRange seconds so a fleet does n
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import Awaitable, Callable
 
@@ -56,7 +57,11 @@ async def connect_forever(
                     )
                 log.info("csms_connected", url=url)
                 attempt = 0
-                await on_connected(ws)
+                try:
+                    await on_connected(ws)
+                except asyncio.CancelledError:
+                    await ws.close(1001, "station shutting down")  # RFC 6455 1001 'going away'
+                    raise
         except (*_CONNECTION_ERRORS, InvalidHandshake) as exc:
             log.warning("csms_connection_failed", url=url, error=f"{type(exc).__name__}: {exc}")
         except ExceptionGroup as group:  # from the session's TaskGroup

@@ -109,3 +109,44 @@ async def test_station_command_lets_a_csms_start_and_stop_a_transaction_on_a_sim
     assert max(power) > 1000  # a real pack was charging
     assert proc.returncode == 0, stderr.decode()[-2000:]
     assert b"Traceback" not in stderr
+
+
+async def test_sigterm_mid_transaction_stops_charging_and_ends_the_transaction_before_exit():
+    async with EmbeddedCsms() as csms:
+        env = {**os.environ, "CHARGEAGENT_OCPP__METER_INTERVAL_S": "1"}
+        proc = await asyncio.create_subprocess_exec(
+            *CLI,
+            "station",
+            "--csms-url",
+            csms.url,
+            "--station-id",
+            "CLI-2",
+            "--bms",
+            "sim",
+            "--can-channel",
+            f"cli2-{os.getpid()}",
+            cwd=REPO,
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        try:
+            await csms.wait_for(
+                "CLI-2", "StatusNotification", lambda p: p["connectorStatus"] == "Occupied", timeout_s=30
+            )
+            assert await csms.request_start_transaction("CLI-2", id_token="OP-2", evse_id=1) == "Accepted"
+            await csms.wait_for(
+                "CLI-2",
+                "TransactionEvent",
+                lambda p: p.get("triggerReason") == "MeterValuePeriodic",
+                timeout_s=30,
+            )
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            _, stderr = await asyncio.wait_for(proc.communicate(), timeout=30)
+        ended = [
+            r.payload for r in csms.received("CLI-2", "TransactionEvent") if r.payload["eventType"] == "Ended"
+        ]
+    assert proc.returncode == 0, stderr.decode()[-2000:]
+    assert len(ended) == 1
+    assert ended[0]["transactionInfo"]["stoppedReason"] == "Local"
