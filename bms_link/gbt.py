@@ -8,7 +8,8 @@ PARAMETER (BCP, CTS+CML, BRO, CRO 0x00 -> 0xAA) -> CHARGING (BCL/BCS/BSM in, CCS
 
 Inputs: `start`, `on_payload` (PGN + bytes from the J1939 layer) or `on_message` (decoded), `tick`,
 `set_output`, `stop`. Each returns a list of outputs: `Send` (a payload for the bus), `SessionInfo`,
-`ChargingStarted`, `PackTelemetry`, `SessionEnded`, `SessionClosed`, `FrameRejected`.
+`ChargingStarted`, `PackTelemetry`, `SessionEnded`, `SessionClosed`, `FrameRejected` (defined in
+`bms_link.gbt_events`; periods/timeouts and charger limits in `bms_link.gbt_timing`).
 `next_deadline_s()` says when `tick` must run next. The core never reads a clock.
 
 Safety rules: the output current never exceeds the BMS demand (BCL), the BCP limit or our CML; it is
@@ -20,7 +21,6 @@ logged once and ends the session with `StopReason.IMPLAUSIBLE_DATA`; it never be
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -29,8 +29,42 @@ import structlog
 from pydantic import ValidationError
 
 from bms_link import gbt_codec as codec
-from bms_link.models import BmsFault, ChargeCommand, ChargeRequest, PackInfo, PackTelemetry, StopReason
+from bms_link.gbt_events import (
+    ChargingStarted,
+    FrameRejected,
+    Output,
+    Send,
+    SessionClosed,
+    SessionEnded,
+    SessionInfo,
+    bsm_faults,
+    bst_stop_reason,
+)
+from bms_link.gbt_timing import ChargerLimits, GbtTiming
+from bms_link.models import ChargeCommand, ChargeRequest, PackInfo, PackTelemetry, StopReason
 from chargeagent.errors import BmsLinkError, InvalidTransition
+
+# Timing/limits and the output types live in `bms_link.gbt_timing` / `bms_link.gbt_events`; they stay
+# importable from here.
+__all__ = [
+    "TIME_EPS_S",
+    "TRANSITIONS",
+    "ChargerLimits",
+    "ChargingStarted",
+    "Event",
+    "FrameRejected",
+    "GbtCharger",
+    "GbtTiming",
+    "Output",
+    "Phase",
+    "Send",
+    "SessionClosed",
+    "SessionEnded",
+    "SessionInfo",
+    "bsm_faults",
+    "bst_stop_reason",
+    "next_phase",
+]
 
 log = structlog.get_logger(__name__)
 # Deadlines count as reached this close to them: event loops fire timers up to their clock resolution
@@ -110,191 +144,11 @@ def next_phase(phase: Phase, event: Event) -> Phase:
         raise InvalidTransition("gbt_charger", phase.value, event.value) from None
 
 
-@dataclass(frozen=True, slots=True)
-class GbtTiming:
-    """Every GB/T 27930-2015 period and timeout, in seconds (both sides of the link).
-
-    Periods: message tables of clause 10 (CHM..CEM). Timeouts: each message's clause ("if not received
-    within N s it is a timeout error") and annex C. `period_scale` multiplies the periodic SEND periods
-    only, never the timeouts, so a long simulation sends fewer frames; scaled periods must stay below
-    half of the receiver's timeout for that message, else `ValueError` names the field.
-    """
-
-    chm_period_s: float = 0.25
-    bhm_period_s: float = 0.25
-    crm_period_s: float = 0.25
-    brm_period_s: float = 0.25
-    bcp_period_s: float = 0.5
-    cts_period_s: float = 0.5
-    cml_period_s: float = 0.25
-    bro_period_s: float = 0.25
-    cro_period_s: float = 0.25
-    bcl_period_s: float = 0.05
-    bcs_period_s: float = 0.25
-    ccs_period_s: float = 0.05
-    bsm_period_s: float = 0.25
-    bst_period_s: float = 0.01
-    cst_period_s: float = 0.01
-    bsd_period_s: float = 0.25
-    csd_period_s: float = 0.25
-    bem_period_s: float = 0.25
-    cem_period_s: float = 0.25
-    # charger side (CEM codes, SPN3921-3927); BHM has no CEM code: we apply the general 5 s
-    bhm_timeout_s: float = 5.0
-    brm_timeout_s: float = 5.0
-    bcp_timeout_s: float = 5.0
-    bro_timeout_s: float = 5.0  # first BRO after CML
-    bro_ready_timeout_s: float = 60.0  # BRO 0xAA after BRO 0x00
-    bcl_timeout_s: float = 1.0
-    bcs_timeout_s: float = 5.0
-    bst_timeout_s: float = 5.0
-    bsd_timeout_s: float = 10.0
-    # BMS side (BEM codes, SPN3901-3907)
-    crm_timeout_s: float = 5.0
-    crm_ready_timeout_s: float = 5.0
-    cml_timeout_s: float = 5.0
-    cro_timeout_s: float = 5.0
-    cro_ready_timeout_s: float = 60.0
-    ccs_timeout_s: float = 1.0
-    cst_timeout_s: float = 5.0
-    csd_timeout_s: float = 10.0
-    end_repeats: int = 3  # ours: CSD/CEM/BEM are sent this often, the standard has no acknowledgement
-    period_scale: float = 1.0
-    _periods: dict[str, float] = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        if not self.period_scale > 0:
-            raise ValueError("period_scale must be > 0")
-        periods = {
-            f.name[: -len("_period_s")].upper(): getattr(self, f.name) * self.period_scale
-            for f in fields(self)
-            if f.name.endswith("_period_s")
-        }
-        for name, timeout in _PERIOD_VS_TIMEOUT.items():
-            if not periods[name] < getattr(self, timeout) / 2:
-                raise ValueError(
-                    f"{name.lower()}_period_s x period_scale = {periods[name]:g} s must stay below "
-                    f"half of {timeout} ({getattr(self, timeout):g} s)"
-                )
-        object.__setattr__(self, "_periods", periods)
-
-    def period(self, name: str) -> float:
-        """Scaled send period of message `name` ("BCL")."""
-        return self._periods[name]
-
-
-# Each periodic message and the timeout its receiver applies to it.
-_PERIOD_VS_TIMEOUT = {
-    "BHM": "bhm_timeout_s",
-    "CRM": "crm_timeout_s",
-    "BRM": "brm_timeout_s",
-    "BCP": "bcp_timeout_s",
-    "CTS": "cml_timeout_s",
-    "CML": "cml_timeout_s",
-    "BRO": "bro_timeout_s",
-    "CRO": "cro_timeout_s",
-    "BCL": "bcl_timeout_s",
-    "BCS": "bcs_timeout_s",
-    "CCS": "ccs_timeout_s",
-    "BST": "bst_timeout_s",
-    "CST": "cst_timeout_s",
-    "BSD": "bsd_timeout_s",
-    "CSD": "csd_timeout_s",
-}
-
-
-@dataclass(frozen=True, slots=True)
-class ChargerLimits:
-    """What this charger can do (CML) and who it is (CRM/CSD)."""
-
-    max_output_voltage_v: float = 750.0
-    min_output_voltage_v: float = 150.0
-    max_output_current_a: float = 250.0
-    min_output_current_a: float = 0.0
-    charger_number: int = 1
-    region_code: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Send:
-    name: str
-    data: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class SessionInfo:
-    pack: PackInfo
-
-
-@dataclass(frozen=True, slots=True)
-class ChargingStarted:
-    pack: PackInfo
-
-
-@dataclass(frozen=True, slots=True)
-class SessionEnded:
-    reason: StopReason
-
-
-@dataclass(frozen=True, slots=True)
-class SessionClosed:
-    """The end-of-session exchange is over (ENDED, or ERROR after the CEMs); `phase` is its value."""
-
-    phase: str
-
-
-@dataclass(frozen=True, slots=True)
-class FrameRejected:
-    pgn: int
-    data: bytes
-    reason: str
-
-
-Output = Send | SessionInfo | ChargingStarted | PackTelemetry | SessionEnded | SessionClosed | FrameRejected
 # BMV/BMT/BSP (clauses 10.3.5-10.3.7) are optional per-cell details we do not use: ignore quietly.
 _IGNORED_PGNS = frozenset({0x1500, 0x1600, 0x1700})
 _CEM_FIELD = {"BHM": "brm_timeout", "BRM": "brm_timeout", "BCP": "bcp_timeout"} | {
     n: f"{n.lower()}_timeout" for n in ("BRO", "BCS", "BCL", "BST", "BSD")
 }
-_BST_FAULTS = (  # SPN3512/3513 field -> StopReason, most specific first
-    ("fault_insulation", StopReason.INSULATION_FAULT),
-    ("fault_pack_overtemp", StopReason.OVERTEMPERATURE),
-    ("fault_connector_overtemp", StopReason.OVERTEMPERATURE),
-    ("fault_bms_overtemp", StopReason.OVERTEMPERATURE),
-    *((f, StopReason.BMS_FAULT) for f in ("fault_connector", "fault_hv_relay", "fault_cc2_voltage")),
-    *((f, StopReason.BMS_FAULT) for f in ("fault_other", "error_overcurrent", "error_voltage")),
-)
-
-
-def bst_stop_reason(bst: codec.Bst) -> StopReason:
-    """Why the BMS stopped. Faults win over targets; a fault flagged 'not credible' (10) counts."""
-    for name, reason in _BST_FAULTS:
-        if getattr(bst, name) in (1, 2):
-            return reason
-    if bst.soc_target_reached == 1:
-        return StopReason.SOC_TARGET_REACHED
-    if 1 in (bst.total_voltage_reached, bst.cell_voltage_reached):
-        return StopReason.VOLTAGE_TARGET_REACHED
-    return StopReason.STOPPED_BY_EV
-
-
-def bsm_faults(bsm: codec.Bsm) -> frozenset[BmsFault]:
-    """BSM 2-bit status -> faults (SPN3090-3095). Cell voltage and SoC: 01 high, 10 low. The others:
-    01 fault, 10 not credible, which we treat as the fault (the BMS cannot vouch). 11 = not available."""
-    out = set()
-    for status, high, low in (
-        (bsm.cell_voltage_status, BmsFault.CELL_VOLTAGE_HIGH, BmsFault.CELL_VOLTAGE_LOW),
-        (bsm.soc_status, BmsFault.SOC_HIGH, BmsFault.SOC_LOW),
-        (bsm.overcurrent_status, BmsFault.OVERCURRENT, BmsFault.OVERCURRENT),
-        (bsm.overtemp_status, BmsFault.OVERTEMPERATURE, BmsFault.OVERTEMPERATURE),
-        (bsm.insulation_status, BmsFault.INSULATION, BmsFault.INSULATION),
-        (bsm.connector_status, BmsFault.CONNECTOR, BmsFault.CONNECTOR),
-    ):
-        if status == 1:
-            out.add(high)
-        elif status == 2:
-            out.add(low)
-    return frozenset(out)
 
 
 def _cst_for(reason: StopReason, *, bms_stopped: bool) -> codec.Cst:

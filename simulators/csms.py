@@ -3,11 +3,12 @@
 One `EmbeddedCsms` serves many stations over `websockets` (subprotocol `ocpp2.0.1`, station id =
 last URL path segment; a client without the subprotocol is closed right after the handshake, as
 OCPP-J part 4 §3.3 asks, and an unusable identity gets HTTP 404). Each connection is an
-`ocpp.v201.ChargePoint` subclass: the library routes inbound CALLs to our `@on` handlers and
-validates them against the OCPP JSON schemas. We replace two pieces of its plumbing, deliberately:
+`ocpp.v201.ChargePoint` subclass (`simulators.csms_connection.StationSession`): the library routes
+inbound CALLs to our `@on` handlers and validates them against the OCPP JSON schemas. We replace two
+pieces of its plumbing, deliberately:
 
-* frame parsing (`parse_frame`, sans-I/O): the library only logs frames it cannot unpack, while
-  OCPP-J requires a CALLERROR (messageId "-1" when it is unreadable);
+* frame parsing (`parse_frame` in `simulators.csms_frames`, sans-I/O): the library only logs frames
+  it cannot unpack, while OCPP-J requires a CALLERROR (messageId "-1" when it is unreadable);
 * outbound CALLs (`EmbeddedCsms.call`): we send and return the raw camelCase JSON (no lossy
   snake/camel round trip) and match responses with one future per message id, timed on the event
   loop, instead of the library's shared queue whose remaining-timeout arithmetic reads wall time.
@@ -20,283 +21,55 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import json
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from http import HTTPStatus
 from types import TracebackType
-from typing import Any, TypeVar, cast
-from urllib.parse import unquote, urlsplit
+from typing import Any, cast
 
-import ocpp.messages
 import structlog
-from ocpp.exceptions import OCPPError
-from ocpp.messages import Call, CallError, CallResult, validate_payload
-from ocpp.routing import on
-from ocpp.v201 import ChargePoint, call_result
+from ocpp.messages import Call
 from websockets.asyncio.server import Server, ServerConnection, serve
-from websockets.exceptions import ConnectionClosed
 from websockets.frames import CloseCode
 from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
-from chargeagent.clock import Clock, LoopClock, ocpp_timestamp
+from chargeagent.clock import Clock, LoopClock
 from chargeagent.errors import ConfigError, ProtocolError
+from simulators.csms_connection import CsmsCallError, StationSession
+from simulators.csms_frames import (
+    OCPP_VERSION,
+    SUBPROTOCOL,
+    FrameError,
+    Received,
+    format_received,
+    parse_frame,
+    station_id_from_path,
+)
 
-# Schema validation stays ON; only the thread-pool hop is switched off. ocpp's default runs every
-# jsonschema validation in the loop's executor. The work is pure Python and holds the GIL, so the
-# hop buys no parallelism (~0.7 ms per TransactionEvent either way, measured on our 2-core box),
-# and on the virtual-time loop the simulators use, work hidden in a thread is invisible to the
-# loop: it may advance virtual time past a response timeout while a validation is in flight.
-# The flag is process-wide, so station adapters in the same process validate inline too.
-ocpp.messages.ASYNC_VALIDATION = False
+# Frame parsing and the journal record live in `simulators.csms_frames`, the per-connection handler
+# in `simulators.csms_connection`; the public names stay importable from here.
+__all__ = [
+    "BOOT_STATUSES",
+    "OCPP_VERSION",
+    "SUBPROTOCOL",
+    "CsmsCallError",
+    "EmbeddedCsms",
+    "FrameError",
+    "Received",
+    "format_received",
+    "parse_frame",
+    "run_csms",
+    "station_id_from_path",
+]
 
 log = structlog.get_logger(__name__)
 
-OCPP_VERSION = "2.0.1"
-SUBPROTOCOL = "ocpp2.0.1"
 BOOT_STATUSES = frozenset({"Accepted", "Pending", "Rejected"})  # RegistrationStatusEnumType
-_MAX_MESSAGE_ID_LEN = 36  # OCPP-J part 4 §4.1.4: messageId is string[36]
-_MAX_IDENTITY_LEN = 48  # OCPP-J part 4 §3.1.1
-
-_F = TypeVar("_F", bound=Callable[..., Any])
-
-
-def _on(action: str) -> Callable[[_F], _F]:
-    """`ocpp.routing.on` with a type mypy can see through."""
-    return cast(Callable[[_F], _F], on(action))
-
-
-@dataclass(frozen=True)
-class Received:
-    """One CALL a station sent us, as it was on the wire (camelCase JSON payload)."""
-
-    station_id: str
-    action: str
-    payload: dict[str, Any]
-    at: datetime
-    unique_id: str
-
-
-class CsmsCallError(ProtocolError):
-    """The station answered our CALL with a CALLERROR."""
-
-    def __init__(self, station_id: str, action: str, code: str, description: str) -> None:
-        super().__init__(f"{station_id} answered {action} with CALLERROR {code}: {description}")
-        self.error_code = code
-        self.description = description
-
-
-@dataclass(frozen=True)
-class FrameError:
-    """Why a frame is unusable; `reply` is False for broken responses (nothing to answer)."""
-
-    message_id: str
-    code: str
-    description: str
-    reply: bool = True
-
-    def to_call_error(self) -> CallError:
-        return CallError(self.message_id, self.code, self.description, {})
-
-
-def parse_frame(raw: str | bytes) -> Call | CallResult | CallError | FrameError:
-    """Decode one OCPP-J frame; error codes per OCPP-J part 4 §4.3 (table "Valid Error Codes").
-
-    §4.2.3: when the messageId of a corrupt message cannot be read, the CALLERROR uses "-1".
-    """
-    try:
-        text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
-        frame = json.loads(text)
-    except (UnicodeDecodeError, ValueError):
-        return FrameError("-1", "RpcFrameworkError", "Frame is not valid UTF-8 JSON")
-    if not isinstance(frame, list) or not frame:
-        return FrameError("-1", "RpcFrameworkError", "Frame is not an OCPP-J array")
-    kind = frame[0] if type(frame[0]) is int else None  # JSON true is not MessageTypeId 1
-    # A broken CALLRESULT/CALLERROR is dropped: OCPP 2.0.1 has no error answer to a response.
-    reply = kind not in (3, 4)
-    message_id = frame[1] if len(frame) > 1 else None
-    if not isinstance(message_id, str) or not 0 < len(message_id) <= _MAX_MESSAGE_ID_LEN:
-        return FrameError("-1", "RpcFrameworkError", "MessageId could not be read", reply)
-    if kind == 2:
-        if len(frame) != 4 or not isinstance(frame[2], str):
-            return FrameError(message_id, "RpcFrameworkError", "CALL needs [2, id, action, {}]")
-        if not isinstance(frame[3], dict):
-            return FrameError(message_id, "FormatViolation", "CALL payload is not a JSON object")
-        return Call(message_id, frame[2], frame[3])
-    if kind == 3:
-        if len(frame) != 3 or not isinstance(frame[2], dict):
-            return FrameError(message_id, "RpcFrameworkError", "Malformed CALLRESULT", False)
-        return CallResult(message_id, frame[2])
-    if kind == 4:
-        # errorDetails is mandatory, but a missing one costs nothing to tolerate.
-        if len(frame) not in (4, 5) or not all(isinstance(x, str) for x in frame[2:4]):
-            return FrameError(message_id, "RpcFrameworkError", "Malformed CALLERROR", False)
-        return CallError(message_id, frame[2], frame[3], frame[4] if len(frame) == 5 else {})
-    return FrameError(message_id, "MessageTypeNotSupported", f"MessageTypeId {str(frame[0])[:20]}")
-
-
-def station_id_from_path(path: str) -> str | None:
-    """Station identity = last, percent-decoded path segment of the URL, or None if unusable.
-
-    OCPP-J part 4 §3.1.1: at most 48 characters and no ":" (it is the Basic-auth user name).
-    """
-    identity = unquote(urlsplit(path).path.rsplit("/", 1)[-1])
-    return identity if 0 < len(identity) <= _MAX_IDENTITY_LEN and ":" not in identity else None
 
 
 def _select_subprotocol(_: ServerConnection, offered: Sequence[str]) -> Subprotocol | None:
     return Subprotocol(SUBPROTOCOL) if SUBPROTOCOL in offered else None
-
-
-class _StationSession(ChargePoint):  # type: ignore[misc]  # ocpp ships no type hints
-    """One station's connection: inbound handlers, outbound CALL bookkeeping."""
-
-    def __init__(self, station_id: str, connection: ServerConnection, csms: EmbeddedCsms) -> None:
-        super().__init__(station_id, connection, response_timeout=csms.response_timeout_s)
-        self._csms = csms
-        self._log = log.bind(station_id=station_id)
-        self._pending: dict[str, tuple[str, asyncio.Future[CallResult | CallError]]] = {}
-
-    async def serve(self) -> None:
-        """Read frames until the connection closes; bad frames never end the loop."""
-        try:
-            async for raw in self._connection:
-                try:
-                    await self.route_message(raw)
-                except ConnectionClosed:
-                    raise
-                except Exception as exc:  # our bug: keep serving, but make it visible
-                    self._log.exception("csms_internal_error")
-                    self._csms.internal_errors.append(exc)
-        except ConnectionClosed:
-            pass
-        finally:
-            for action, future in self._pending.values():
-                if not future.done():
-                    future.set_exception(ProtocolError(f"{self.id} disconnected before answering {action}"))
-
-    async def route_message(self, raw_msg: str | bytes) -> None:
-        msg = parse_frame(raw_msg)
-        if isinstance(msg, FrameError):
-            self._log.warning(
-                "ocpp_bad_frame", error_code=msg.code, reason=msg.description, frame=raw_msg[:120]
-            )
-            if msg.reply:
-                await self._send(msg.to_call_error().to_json())
-        elif isinstance(msg, Call):
-            self._log.debug("ocpp_in", kind="call", action=msg.action, message_id=msg.unique_id)
-            try:
-                await self._handle_call(msg)  # validates, calls our @on handler, sends the answer
-            except OCPPError as error:
-                cause = str(error.details.get("cause", error.description))[:200]
-                self._log.warning(
-                    "ocpp_call_rejected", action=msg.action, error_code=error.code, reason=cause
-                )
-                await self._send(msg.create_call_error(error).to_json())
-                return
-            self._csms._record(self.id, msg)
-        else:
-            pending = self._pending.get(msg.unique_id)
-            self._log.debug("ocpp_in", kind=type(msg).__name__, message_id=msg.unique_id)
-            if pending is None or pending[1].done():
-                self._log.warning("ocpp_unexpected_response", message_id=msg.unique_id)
-            else:
-                pending[1].set_result(msg)
-
-    async def _send(self, message: str) -> None:
-        self._log.debug("ocpp_out", size_bytes=len(message))
-        await self._connection.send(message)
-
-    async def call_raw(self, action: str, payload: dict[str, Any], timeout_s: float) -> dict[str, Any]:
-        request = Call(str(uuid.uuid4()), action, payload)
-        try:
-            await validate_payload(request, OCPP_VERSION)
-        except OCPPError as error:
-            cause = error.details.get("cause", error.description)
-            raise ProtocolError(f"{action} request is not schema-valid: {cause}") from None
-        # OCPP-J part 4 §4.1.1: one outstanding CALL per direction and connection.
-        async with self._call_lock:
-            future: asyncio.Future[CallResult | CallError] = asyncio.get_running_loop().create_future()
-            self._pending[request.unique_id] = (action, future)
-            try:
-                await self._send(request.to_json())
-                async with asyncio.timeout(timeout_s):
-                    reply = await future
-            except TimeoutError:
-                raise ProtocolError(f"{self.id}: no answer to {action} in {timeout_s} s") from None
-            except ConnectionClosed:
-                raise ProtocolError(f"{self.id} disconnected before answering {action}") from None
-            finally:
-                del self._pending[request.unique_id]
-        if isinstance(reply, CallError):
-            raise CsmsCallError(self.id, action, reply.error_code, reply.error_description)
-        try:
-            await validate_payload(CallResult(reply.unique_id, reply.payload, action), OCPP_VERSION)
-        except OCPPError as error:
-            cause = error.details.get("cause", error.description)
-            raise ProtocolError(f"{self.id}: invalid {action} response: {cause}") from None
-        return cast(dict[str, Any], reply.payload)
-
-    # -- inbound handlers (payload keys arrive snake_case, see ocpp.charge_point._handle_call) --
-
-    def _now(self) -> str:
-        return ocpp_timestamp(self._csms.clock.now())
-
-    @_on("BootNotification")
-    def on_boot_notification(self, **_: Any) -> call_result.BootNotification:
-        status, interval_s = self._csms._next_boot_answer(self.id)
-        return call_result.BootNotification(current_time=self._now(), interval=interval_s, status=status)
-
-    @_on("Heartbeat")
-    def on_heartbeat(self, **_: Any) -> call_result.Heartbeat:
-        return call_result.Heartbeat(current_time=self._now())
-
-    @_on("Authorize")
-    def on_authorize(self, id_token: dict[str, Any], **_: Any) -> call_result.Authorize:
-        return call_result.Authorize(id_token_info=self._csms._id_token_info(id_token))
-
-    @_on("TransactionEvent")
-    def on_transaction_event(
-        self, id_token: dict[str, Any] | None = None, **_: Any
-    ) -> call_result.TransactionEvent:
-        # OCPP 2.0.1 part 2, TransactionEventResponse: idTokenInfo answers a request's idToken.
-        info = None if id_token is None else self._csms._id_token_info(id_token)
-        return call_result.TransactionEvent(id_token_info=info)
-
-    @_on("StatusNotification")
-    def on_status_notification(self, **_: Any) -> call_result.StatusNotification:
-        return call_result.StatusNotification()
-
-    @_on("MeterValues")
-    def on_meter_values(self, **_: Any) -> call_result.MeterValues:
-        return call_result.MeterValues()
-
-    @_on("NotifyReport")
-    def on_notify_report(self, **_: Any) -> call_result.NotifyReport:
-        return call_result.NotifyReport()
-
-    @_on("SecurityEventNotification")
-    def on_security_event(self, **_: Any) -> call_result.SecurityEventNotification:
-        return call_result.SecurityEventNotification()
-
-    @_on("NotifyEvent")
-    def on_notify_event(self, **_: Any) -> call_result.NotifyEvent:
-        return call_result.NotifyEvent()
-
-    @_on("FirmwareStatusNotification")
-    def on_firmware_status(self, **_: Any) -> call_result.FirmwareStatusNotification:
-        return call_result.FirmwareStatusNotification()
-
-    @_on("LogStatusNotification")
-    def on_log_status(self, **_: Any) -> call_result.LogStatusNotification:
-        return call_result.LogStatusNotification()
-
-    @_on("DataTransfer")
-    def on_data_transfer(self, **_: Any) -> call_result.DataTransfer:
-        return call_result.DataTransfer(status="UnknownVendorId")  # we implement no vendor
 
 
 @dataclass
@@ -338,7 +111,7 @@ class EmbeddedCsms:
         self._on_received = on_received
         self.internal_errors: list[Exception] = []  # our own bugs, caught so serving goes on
         self._server: Server | None = None
-        self._sessions: dict[str, _StationSession] = {}
+        self._sessions: dict[str, StationSession] = {}
         self._journal: list[Received] = []
         self._waiters: list[_Waiter] = []
         self._connect_waiters: dict[str, list[asyncio.Future[None]]] = {}
@@ -427,7 +200,7 @@ class EmbeddedCsms:
             log.warning("csms_rejected_connection", reason="no ocpp2.0.1 subprotocol", station_id=station_id)
             await connection.close(CloseCode.PROTOCOL_ERROR, "subprotocol ocpp2.0.1 required")
             return
-        session = _StationSession(station_id, connection, self)
+        session = StationSession(station_id, connection, self)
         previous = self._sessions.get(station_id)
         self._sessions[station_id] = session
         if previous is not None:  # the newest connection of an identity wins
@@ -645,14 +418,6 @@ class EmbeddedCsms:
             if connector_id is not None:
                 payload["evse"]["connectorId"] = connector_id
         return str((await self.call(station_id, "TriggerMessage", payload))["status"])
-
-
-def format_received(item: Received, max_chars: int = 200) -> str:
-    """One human line per message, for `chargeagent csms`."""
-    body = json.dumps(item.payload, separators=(",", ":"))
-    if len(body) > max_chars:
-        body = body[: max_chars - 1] + "…"
-    return f"{ocpp_timestamp(item.at)} {item.station_id} {item.action} {body}"
 
 
 async def run_csms(

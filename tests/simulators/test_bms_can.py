@@ -29,7 +29,7 @@ SPEC = PackSpec(
 
 def run(main: Coroutine[Any, Any, None]) -> None:
     try:
-        from chargeagent.vtime import run_virtual  # noqa: PLC0415 - optional: fall back to real time
+        from chargeagent.vtime import run_virtual
     except ImportError:
         asyncio.run(main)
     else:
