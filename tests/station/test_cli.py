@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 from simulators.csms import EmbeddedCsms
 
@@ -57,96 +60,63 @@ def test_demo_charges_three_stations_and_writes_the_report(tmp_path):
     assert "Traceback" not in result.stderr
 
 
+@contextlib.asynccontextmanager
+async def charging_station(csms: EmbeddedCsms, station_id: str) -> AsyncIterator[asyncio.subprocess.Process]:
+    """`chargeagent station --bms sim` against `csms`, charging a transaction it started; SIGTERM on exit."""
+    env = {**os.environ, "CHARGEAGENT_OCPP__METER_INTERVAL_S": "1", "CHARGEAGENT_LOG__FORMAT": "json"}
+    proc = await asyncio.create_subprocess_exec(
+        *CLI, "station", "--csms-url", csms.url, "--station-id", station_id, "--bms", "sim",
+        "--can-channel", f"{station_id}-{os.getpid()}", cwd=REPO, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        await csms.wait_for(
+            station_id, "StatusNotification", lambda p: p["connectorStatus"] == "Occupied", timeout_s=30
+        )
+        assert await csms.request_start_transaction(station_id, id_token="OP-1", evse_id=1) == "Accepted"
+        await csms.wait_for(
+            station_id,
+            "TransactionEvent",
+            lambda p: p.get("triggerReason") == "MeterValuePeriodic",
+            timeout_s=30,
+        )
+        yield proc
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = await asyncio.wait_for(proc.communicate(), timeout=30)
+        assert proc.returncode == 0, stderr.decode()[-2000:]
+        assert b"Traceback" not in stderr
+
+
+def ended_events(csms: EmbeddedCsms, station_id: str) -> list[dict[str, Any]]:
+    return [
+        r.payload for r in csms.received(station_id, "TransactionEvent") if r.payload["eventType"] == "Ended"
+    ]
+
+
 async def test_station_command_lets_a_csms_start_and_stop_a_transaction_on_a_simulated_pack():
     async with EmbeddedCsms() as csms:
-        env = {**os.environ, "CHARGEAGENT_OCPP__METER_INTERVAL_S": "1", "CHARGEAGENT_LOG__FORMAT": "json"}
-        proc = await asyncio.create_subprocess_exec(
-            *CLI,
-            "station",
-            "--csms-url",
-            csms.url,
-            "--station-id",
-            "CLI-1",
-            "--bms",
-            "sim",
-            "--can-channel",
-            f"cli-{os.getpid()}",
-            cwd=REPO,
-            env=env,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        try:
-            await csms.wait_for(
-                "CLI-1", "StatusNotification", lambda p: p["connectorStatus"] == "Occupied", timeout_s=30
-            )
-            assert await csms.request_start_transaction("CLI-1", id_token="OP-1", evse_id=1) == "Accepted"
-            await csms.wait_for(
-                "CLI-1",
-                "TransactionEvent",
-                lambda p: p.get("triggerReason") == "MeterValuePeriodic",
-                timeout_s=30,
-            )
+        async with charging_station(csms, "CLI-1"):
             tx_id = csms.received("CLI-1", "TransactionEvent")[0].payload["transactionInfo"]["transactionId"]
             assert await csms.request_stop_transaction("CLI-1", tx_id) == "Accepted"
-            ended = await csms.wait_for(
+            await csms.wait_for(
                 "CLI-1", "TransactionEvent", lambda p: p["eventType"] == "Ended", timeout_s=30
             )
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            _, stderr = await asyncio.wait_for(proc.communicate(), timeout=30)
-    assert ended.payload["transactionInfo"]["stoppedReason"] == "Remote"
-    updated = [
-        r.payload for r in csms.received("CLI-1", "TransactionEvent") if r.payload["eventType"] == "Updated"
-    ]
+        (ended,) = ended_events(csms, "CLI-1")
+    assert ended["transactionInfo"]["stoppedReason"] == "Remote"
     power = [
         v["value"]
-        for e in updated
-        for m in e.get("meterValue", [])
+        for r in csms.received("CLI-1", "TransactionEvent")
+        for m in r.payload.get("meterValue", [])
         for v in m["sampledValue"]
         if v["measurand"] == "Power.Active.Import"
     ]
     assert max(power) > 1000  # a real pack was charging
-    assert proc.returncode == 0, stderr.decode()[-2000:]
-    assert b"Traceback" not in stderr
 
 
 async def test_sigterm_mid_transaction_stops_charging_and_ends_the_transaction_before_exit():
     async with EmbeddedCsms() as csms:
-        env = {**os.environ, "CHARGEAGENT_OCPP__METER_INTERVAL_S": "1"}
-        proc = await asyncio.create_subprocess_exec(
-            *CLI,
-            "station",
-            "--csms-url",
-            csms.url,
-            "--station-id",
-            "CLI-2",
-            "--bms",
-            "sim",
-            "--can-channel",
-            f"cli2-{os.getpid()}",
-            cwd=REPO,
-            env=env,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        try:
-            await csms.wait_for(
-                "CLI-2", "StatusNotification", lambda p: p["connectorStatus"] == "Occupied", timeout_s=30
-            )
-            assert await csms.request_start_transaction("CLI-2", id_token="OP-2", evse_id=1) == "Accepted"
-            await csms.wait_for(
-                "CLI-2",
-                "TransactionEvent",
-                lambda p: p.get("triggerReason") == "MeterValuePeriodic",
-                timeout_s=30,
-            )
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            _, stderr = await asyncio.wait_for(proc.communicate(), timeout=30)
-        ended = [
-            r.payload for r in csms.received("CLI-2", "TransactionEvent") if r.payload["eventType"] == "Ended"
-        ]
-    assert proc.returncode == 0, stderr.decode()[-2000:]
-    assert len(ended) == 1
-    assert ended[0]["transactionInfo"]["stoppedReason"] == "Local"
+        async with charging_station(csms, "CLI-2"):
+            pass  # leaving the block sends SIGTERM while the transaction runs
+        (ended,) = ended_events(csms, "CLI-2")
+    assert ended["transactionInfo"]["stoppedReason"] == "Local"
