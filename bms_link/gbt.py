@@ -9,7 +9,8 @@ PARAMETER (BCP, CTS+CML, BRO, CRO 0x00 -> 0xAA) -> CHARGING (BCL/BCS/BSM in, CCS
 Inputs: `start`, `on_payload` (PGN + bytes from the J1939 layer) or `on_message` (decoded), `tick`,
 `set_output`, `stop`. Each returns a list of outputs: `Send` (a payload for the bus), `SessionInfo`,
 `ChargingStarted`, `PackTelemetry`, `SessionEnded`, `SessionClosed`, `FrameRejected` (defined in
-`bms_link.gbt_events`; periods/timeouts and charger limits in `bms_link.gbt_timing`).
+`bms_link.gbt_events`; periods/timeouts and charger limits in `bms_link.gbt_timing`; the content of
+each frame we send and of the models we report is built in `bms_link.gbt_frames`).
 `next_deadline_s()` says when `tick` must run next. The core never reads a clock.
 
 Safety rules: the output current never exceeds the BMS demand (BCL), the BCP limit or our CML; it is
@@ -29,6 +30,7 @@ import structlog
 from pydantic import ValidationError
 
 from bms_link import gbt_codec as codec
+from bms_link import gbt_frames as frames
 from bms_link.gbt_events import (
     ChargingStarted,
     FrameRejected,
@@ -40,36 +42,17 @@ from bms_link.gbt_events import (
     bsm_faults,
     bst_stop_reason,
 )
-from bms_link.gbt_timing import ChargerLimits, GbtTiming
-from bms_link.models import ChargeCommand, ChargeRequest, PackInfo, PackTelemetry, StopReason
+from bms_link.gbt_timing import TIME_EPS_S, ChargerLimits, GbtTiming, send_due
+from bms_link.models import ChargeCommand, ChargeRequest, PackInfo, StopReason
 from chargeagent.errors import BmsLinkError, InvalidTransition
 
-# Timing/limits and the output types live in `bms_link.gbt_timing` / `bms_link.gbt_events`; they stay
-# importable from here.
-__all__ = [
-    "TIME_EPS_S",
-    "TRANSITIONS",
-    "ChargerLimits",
-    "ChargingStarted",
-    "Event",
-    "FrameRejected",
-    "GbtCharger",
-    "GbtTiming",
-    "Output",
-    "Phase",
-    "Send",
-    "SessionClosed",
-    "SessionEnded",
-    "SessionInfo",
-    "bsm_faults",
-    "bst_stop_reason",
-    "next_phase",
-]
+# Defined here, then re-exported: timing/limits and the output types live in `bms_link.gbt_timing` /
+# `bms_link.gbt_events` and stay importable from here.
+__all__ = ["TIME_EPS_S", "TRANSITIONS", "Event", "GbtCharger", "Phase", "next_phase"]
+__all__ += ["ChargerLimits", "ChargingStarted", "FrameRejected", "GbtTiming", "Output", "Send"]
+__all__ += ["SessionClosed", "SessionEnded", "SessionInfo", "bsm_faults", "bst_stop_reason"]
 
 log = structlog.get_logger(__name__)
-# Deadlines count as reached this close to them: event loops fire timers up to their clock resolution
-# early, and a virtual clock lands on `when` only up to float rounding.
-TIME_EPS_S = 1e-6
 
 
 class Phase(StrEnum):
@@ -146,20 +129,6 @@ def next_phase(phase: Phase, event: Event) -> Phase:
 
 # BMV/BMT/BSP (clauses 10.3.5-10.3.7) are optional per-cell details we do not use: ignore quietly.
 _IGNORED_PGNS = frozenset({0x1500, 0x1600, 0x1700})
-_CEM_FIELD = {"BHM": "brm_timeout", "BRM": "brm_timeout", "BCP": "bcp_timeout"} | {
-    n: f"{n.lower()}_timeout" for n in ("BRO", "BCS", "BCL", "BST", "BSD")
-}
-
-
-def _cst_for(reason: StopReason, *, bms_stopped: bool) -> codec.Cst:
-    """CST content (SPN3521-3523) for our stop reason."""
-    if bms_stopped:
-        return codec.Cst(bms_stopped=1)
-    if reason in (StopReason.REMOTE, StopReason.LOCAL):
-        return codec.Cst(manual_stop=1)
-    if reason in (StopReason.IMPLAUSIBLE_DATA, StopReason.SAFETY_ENVELOPE, StopReason.BMS_FAULT):
-        return codec.Cst(fault_stop=1, fault_other=1)
-    return codec.Cst(charger_setpoint_reached=1)
 
 
 class GbtCharger:
@@ -264,13 +233,11 @@ class GbtCharger:
     @property
     def output_current_a(self) -> float:
         """What the power stage may deliver right now (0 outside CHARGING)."""
-        cmd, req, pack = self.command, self._request, self.pack
-        if self.phase is not Phase.CHARGING or cmd is None or req is None or pack is None:
+        if self.phase is not Phase.CHARGING:
             return 0.0
-        if not (cmd.charging_permitted and self._bms_permitted):
-            return 0.0
-        limit = min(req.current_a, pack.max_charge_current_a, self.limits.max_output_current_a)
-        return max(0.0, min(cmd.output_current_a, limit))
+        return frames.output_current_a(
+            self.command, self._request, self.pack, self.limits, self._bms_permitted
+        )
 
     # --- message handlers (only reached for events the table accepts) ------------------------
 
@@ -287,21 +254,8 @@ class GbtCharger:
     def _on_bcp(self, msg: codec.Bcp, now_s: float) -> None:
         if self.phase is not Phase.RECOGNITION or self._brm is None:
             return
-        brm = self._brm
         try:
-            self.pack = PackInfo(
-                battery_type=brm.battery_type,
-                rated_capacity_ah=brm.rated_capacity_ah,
-                rated_voltage_v=brm.rated_voltage_v,
-                vin=brm.vin,
-                max_cell_voltage_v=msg.max_cell_voltage_v,
-                max_charge_current_a=msg.max_charge_current_a,
-                nominal_energy_kwh=msg.nominal_energy_kwh,
-                max_pack_voltage_v=msg.max_pack_voltage_v,
-                max_temp_c=msg.max_temp_c,
-                soc=msg.soc,
-                pack_voltage_v=msg.pack_voltage_v,
-            )
+            self.pack = frames.pack_info(self._brm, msg)
         except ValidationError as exc:
             self._implausible("BRM/BCP", str(exc.errors(include_url=False)), now_s)
             return
@@ -341,10 +295,8 @@ class GbtCharger:
     def _on_bsm(self, msg: codec.Bsm, now_s: float) -> None:
         old, self._bsm = self._bsm, msg
         self._bms_permitted = msg.charging_permitted == 1  # SPN3096: anything else pauses
-        changed = old is None or (bsm_faults(old), old.charging_permitted) != (
-            bsm_faults(msg),
-            msg.charging_permitted,
-        )
+        status = (bsm_faults(msg), msg.charging_permitted)
+        changed = old is None or (bsm_faults(old), old.charging_permitted) != status
         if self.phase is Phase.CHARGING and changed:
             self._emit_telemetry(now_s)
 
@@ -410,7 +362,7 @@ class GbtCharger:
             self._send_ccs(now_s)  # output_current_a is 0 outside CHARGING
         if self.phase is Phase.ENDING:
             self._periodic = {"CST": now_s}
-            self._cst = _cst_for(reason, bms_stopped=event is Event.BST)
+            self._cst = frames.cst_for(reason, bms_stopped=event is Event.BST)
             self._deadlines = (
                 {"BSD": now_s + self.timing.bsd_timeout_s}
                 if self._bst_seen
@@ -425,7 +377,7 @@ class GbtCharger:
 
     def _timeout(self, name: str, now_s: float) -> None:
         log.warning("gbt_timeout", message=name, phase=self.phase.value)
-        self._cem = codec.Cem(**{_CEM_FIELD[name]: 1})
+        self._cem = frames.cem_for_timeout(name)
         reason = StopReason.BMS_TIMEOUT if self.end_reason is None else self.end_reason
         self._finish(reason, now_s, Event.TIMEOUT)
 
@@ -438,12 +390,7 @@ class GbtCharger:
     # --- outputs -----------------------------------------------------------------------------
 
     def _flush(self, now_s: float) -> list[Output]:
-        for name, due_s in list(self._periodic.items()):
-            if now_s >= due_s - TIME_EPS_S and name in self._periodic:
-                self._send_periodic(name, now_s)
-                if name in self._periodic:
-                    nxt = due_s + self.timing.period(name)
-                    self._periodic[name] = nxt if nxt > now_s else now_s + self.timing.period(name)
+        send_due(self._periodic, now_s, self.timing, self._send_periodic)
         out, self._out = self._out, []
         return out
 
@@ -451,18 +398,10 @@ class GbtCharger:
         self._out.append(Send(msg.NAME, codec.encode(msg)))
 
     def _send_periodic(self, name: str, now_s: float) -> None:
-        lim = self.limits
-        if name == "CCS":
+        if name in ("CHM", "CRM", "CTS", "CML"):
+            self._send(frames.static_frame(name, self.limits, self._brm is not None, self._wall_time))
+        elif name == "CCS":
             self._send_ccs(now_s)
-        elif name == "CHM":
-            self._send(codec.Chm())
-        elif name == "CRM":
-            self._send(codec.Crm(self._brm is not None, lim.charger_number, lim.region_code))
-        elif name == "CTS":
-            self._send(codec.Cts.at(self._wall_time()))
-        elif name == "CML":
-            args = (lim.max_output_voltage_v, lim.min_output_voltage_v, lim.max_output_current_a)
-            self._send(codec.Cml(*args, lim.min_output_current_a))
         elif name == "CRO":
             self._cro_sent += 1  # first CRO 0x00 (pre-charge), then 0xAA (clause 10.2.5)
             self._send(codec.Cro(ready=self._cro_sent >= 2))
@@ -482,47 +421,25 @@ class GbtCharger:
 
     def _send_ccs(self, now_s: float) -> None:
         if self._last_ccs_s is not None:  # energy the power stage delivered since the last CCS
-            voltage_v, current_a = self._last_output
-            self.energy_kwh += voltage_v * current_a * (now_s - self._last_ccs_s) / 3.6e6
-        current_a = self.output_current_a
-        voltage_v = self.command.output_voltage_v if self.command else 0.0
-        if voltage_v <= 0.0 and self._bcs is not None:
-            voltage_v = self._bcs.voltage_v
-        voltage_v = min(voltage_v, self.limits.max_output_voltage_v)
-        minutes = min(600, int((now_s - self._charging_since_s) // 60))
-        cmd = self.command
-        permitted = self.phase is Phase.CHARGING and cmd is not None and cmd.charging_permitted
-        self._send(codec.Ccs(voltage_v, current_a, minutes, permitted and self._bms_permitted))
-        self._last_ccs_s, self._last_output = now_s, (voltage_v, current_a)
+            self.energy_kwh += frames.delivered_energy_kwh(*self._last_output, now_s - self._last_ccs_s)
+        permitted = self.phase is Phase.CHARGING and self._bms_permitted
+        charging_s = now_s - self._charging_since_s
+        ccs = frames.ccs_frame(
+            self.command, self._bcs, self.limits, self.output_current_a, charging_s, permitted
+        )
+        self._send(ccs)
+        self._last_ccs_s, self._last_output = now_s, (ccs.output_voltage_v, ccs.output_current_a)
 
     def _csd(self) -> codec.Csd:
-        end_s = self._last_ccs_s if self._last_ccs_s is not None else self._charging_since_s
-        minutes = min(600, max(0, int((end_s - self._charging_since_s) // 60)))
-        return codec.Csd(minutes, min(1000.0, self.energy_kwh), self.limits.charger_number)
+        args = (self._charging_since_s, self._last_ccs_s, self.energy_kwh, self.limits.charger_number)
+        return frames.csd_frame(*args)
 
     def _emit_telemetry(self, now_s: float) -> None:
-        bcs, bsm, req, pack = self._bcs, self._bsm, self._request, self.pack
-        if bcs is None or bsm is None or req is None or pack is None:
-            return
+        args = (now_s, self._bcs, self._bsm, self._request, self.pack)
         try:
-            telemetry = PackTelemetry(
-                monotonic_s=now_s,
-                pack_voltage_v=bcs.voltage_v,
-                pack_current_a=bcs.current_a,
-                soc=bcs.soc,
-                cell_voltage_max_v=bcs.max_cell_voltage_v,
-                cell_temp_max_c=bsm.max_temp_c,
-                cell_temp_min_c=bsm.min_temp_c,
-                request=req,
-                max_charge_current_a=pack.max_charge_current_a,
-                max_pack_voltage_v=pack.max_pack_voltage_v,
-                max_cell_voltage_v=pack.max_cell_voltage_v,
-                max_temp_c=pack.max_temp_c,
-                remaining_min=bcs.remaining_min,
-                faults=bsm_faults(bsm),
-                charging_permitted=self._bms_permitted,
-            )
+            telemetry = frames.pack_telemetry(*args, charging_permitted=self._bms_permitted)
         except ValidationError as exc:
             self._implausible("BCS/BSM", str(exc.errors(include_url=False)), now_s)
             return
-        self._out.append(telemetry)
+        if telemetry is not None:
+            self._out.append(telemetry)

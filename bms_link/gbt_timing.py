@@ -5,7 +5,12 @@ simulator (`simulators.gbt_bms`), so both sides of the link keep the same clock 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
+
+# Deadlines count as reached this close to them: event loops fire timers up to their clock resolution
+# early, and a virtual clock lands on `when` only up to float rounding.
+TIME_EPS_S = 1e-6
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,3 +116,19 @@ class ChargerLimits:
     min_output_current_a: float = 0.0
     charger_number: int = 1
     region_code: str | None = None
+
+
+def send_due(
+    periodic: dict[str, float], now_s: float, timing: GbtTiming, send: Callable[[str, float], None]
+) -> None:
+    """Send every periodic message that is due and schedule its next time (both sides of the link).
+
+    The next time keeps the message's phase (due + period) unless we fell behind, then it restarts from
+    now: a late tick never bursts several copies of the same message. `send` may remove entries.
+    """
+    for name, due_s in list(periodic.items()):
+        if now_s >= due_s - TIME_EPS_S and name in periodic:
+            send(name, now_s)
+            if name in periodic:
+                nxt = due_s + timing.period(name)
+                periodic[name] = nxt if nxt > now_s else now_s + timing.period(name)

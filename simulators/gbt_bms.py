@@ -17,6 +17,7 @@ import structlog
 
 from bms_link import gbt_codec as codec
 from bms_link.gbt import TIME_EPS_S, GbtTiming, Send, SessionClosed
+from bms_link.gbt_timing import send_due
 from bms_link.models import BmsFault, ChargeRequest, PackInfo, PackTelemetry, StopReason
 from chargeagent.errors import BmsLinkError, InvalidTransition
 
@@ -272,12 +273,7 @@ class GbtBms:
                 self._out.append(SessionClosed(new))
 
     def _flush(self, now_s: float) -> list[Send | SessionClosed]:
-        for name, due_s in list(self._periodic.items()):
-            if now_s >= due_s - TIME_EPS_S and name in self._periodic:
-                self._send_periodic(name, now_s)
-                if name in self._periodic:
-                    nxt = due_s + self.timing.period(name)
-                    self._periodic[name] = nxt if nxt > now_s else now_s + self.timing.period(name)
+        send_due(self._periodic, now_s, self.timing, self._send_periodic)
         out, self._out = self._out, []
         return out
 
