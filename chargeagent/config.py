@@ -45,8 +45,10 @@ class StationSettings(_Section):
     firmware_version: Annotated[str, Field(max_length=50)] = "0.1.0"
     charger_max_current_a: Annotated[float, Field(gt=0.0, le=1000.0)] = 250.0
     charger_max_voltage_v: Annotated[float, Field(gt=0.0, le=1500.0)] = 1000.0
-    control_period_s: Annotated[float, Field(gt=0.0, le=10.0)] = 0.25
     ramp_up_a_per_s: Annotated[float, Field(gt=0.0)] = 50.0
+    # Where the station keeps what must survive a restart (the transaction outbox). Relative paths are
+    # relative to the working directory; an edge install sets an absolute path on persistent storage.
+    data_dir: Path = Path("var")
 
 
 class OcppSettings(_Section):
@@ -59,6 +61,9 @@ class OcppSettings(_Section):
     reconnect_max_s: PositiveS = 120.0
     reconnect_random_s: Annotated[float, Field(ge=0.0)] = 2.0  # RetryBackOffRandomRange
     authorize_remote_start: bool = False  # AuthCtrlr.AuthorizeRemoteStart
+    message_attempts: Annotated[int, Field(ge=1, le=100)] = 3  # OCPPCommCtrlr.MessageAttempts
+    message_attempt_interval_s: PositiveS = 10.0  # OCPPCommCtrlr.MessageAttemptInterval
+    outbox_max_messages: Annotated[int, Field(ge=10)] = 10_000  # queue cap (see station/outbox.py policy)
 
     @field_validator("csms_url")
     @classmethod
@@ -69,12 +74,17 @@ class OcppSettings(_Section):
 
 
 class BmsSettings(_Section):
-    backend: Literal["sim", "can"] = "sim"
+    backend: Literal["sim", "can", "mqtt"] = "sim"
     can_interface: str = "virtual"
     can_channel: str = "chargeagent0"
     can_bitrate: Annotated[int, Field(gt=0)] = 250_000
     # Multiplies GB/T periodic send periods (not timeouts); 1.0 is the standard's timing.
     timing_scale: Annotated[float, Field(ge=1.0, le=10.0)] = 1.0
+    mqtt_url: str = "mqtt://127.0.0.1:1883"  # mqtts:// for TLS
+    mqtt_username: str | None = None
+    mqtt_password_env: str | None = None  # name of the env var holding the password (never the password)
+    mqtt_ca_file: Path | None = None
+    mqtt_telemetry_timeout_s: PositiveS = 2.0  # telemetry older than this stops charging (watchdog)
 
 
 class SimPackSettings(_Section):
