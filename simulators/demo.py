@@ -8,6 +8,7 @@ GB/T 27930 frames on python-can's `virtual` bus, the pack physics and the safety
 from __future__ import annotations
 
 import asyncio
+import tempfile
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -86,8 +87,21 @@ async def run_demo(
     """Run the demo on the current loop (use `chargeagent.vtime.run_virtual` for faster than real time)."""
     base = base_settings or load_settings()
     clock = LoopClock(epoch=datetime.now(UTC).replace(microsecond=0))
-    start_s = clock.monotonic()
     traces = [StationTrace(s) for s in stations]
+    with tempfile.TemporaryDirectory(prefix="chargeagent-demo-") as tmp:
+        return await _run(stations, traces, clock, Path(tmp), timing_scale, base, progress)
+
+
+async def _run(
+    stations: tuple[DemoStation, ...],
+    traces: list[StationTrace],
+    clock: LoopClock,
+    data_dir: Path,
+    timing_scale: float,
+    base: Settings,
+    progress: ProgressFn | None,
+) -> DemoResult:
+    start_s = clock.monotonic()
     async with EmbeddedCsms(heartbeat_interval_s=300, clock=clock) as csms, asyncio.TaskGroup() as tg:
         agents = []
         scripts = []
@@ -128,6 +142,7 @@ async def run_demo(
                 bms_factory=can_link_factory(settings, clock, poll_interval_s=None),
                 on_step=on_step,
                 on_session_end=on_end,
+                outbox_path=data_dir / station.station_id / "outbox.sqlite3",
             )
             agents.append(tg.create_task(agent.run(), name=f"agent:{station.station_id}"))
             ev = SimulatedEv(

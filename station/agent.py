@@ -12,6 +12,7 @@ import asyncio
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -57,6 +58,11 @@ class SessionResult:
     duration_s: float
 
 
+def default_outbox_path(settings: Settings) -> Path:
+    """Where a station keeps its durable transaction queue: `<data_dir>/<station id>/outbox.sqlite3`."""
+    return settings.station.data_dir / settings.station.id / "outbox.sqlite3"
+
+
 class StationAgent:
     """A charge point: connect to the CSMS, accept remote starts, charge through the BMS link safely."""
 
@@ -68,7 +74,9 @@ class StationAgent:
         bms_factory: Callable[[], BmsLink],
         on_step: Callable[[StepRecord], None] | None = None,
         on_session_end: Callable[[SessionResult], None] | None = None,
+        outbox_path: Path | None = None,
     ) -> None:
+        """`outbox_path=None` keeps transaction messages in memory only (use `default_outbox_path`)."""
         self.settings = settings
         self.clock = clock
         self.station_id = settings.station.id
@@ -79,7 +87,13 @@ class StationAgent:
             heartbeat_interval_s=settings.ocpp.heartbeat_interval_s,
             meter_interval_s=settings.ocpp.meter_interval_s,
         )
-        self.outbox = Outbox(clock)
+        self.outbox = Outbox(
+            clock,
+            path=outbox_path,
+            message_attempts=settings.ocpp.message_attempts,
+            attempt_interval_s=settings.ocpp.message_attempt_interval_s,
+            max_messages=settings.ocpp.outbox_max_messages,
+        )
         self.limits = EnvelopeLimits(
             charger_max_current_a=st.charger_max_current_a,
             charger_max_voltage_v=st.charger_max_voltage_v,
@@ -93,7 +107,7 @@ class StationAgent:
         self._idle = asyncio.Event()  # no charging session running
         self._idle.set()
         self._cp: OcppChargePoint | None = None
-        self.energy_wh = 0.0  # the station meter's register: never decreases
+        self.energy_wh = self.outbox.energy_wh  # the station meter's register: never decreases
         self.booted = asyncio.Event()
         self.log = log.bind(station_id=self.station_id)
 
@@ -120,18 +134,32 @@ class StationAgent:
     async def run(self) -> None:
         """Run until cancelled (SIGTERM/SIGINT handling is the CLI's job)."""
         structlog.contextvars.bind_contextvars(station_id=self.station_id)
-        async with asyncio.TaskGroup() as tg:
-            tg.create_task(
-                connect_forever(self.station_id, self.settings.ocpp, self.clock, self._session),
-                name=f"{self.station_id}:connection",
+        self._end_interrupted_transactions()
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(
+                    connect_forever(self.station_id, self.settings.ocpp, self.clock, self._session),
+                    name=f"{self.station_id}:connection",
+                )
+                tg.create_task(self._evse_controller(), name=f"{self.station_id}:evse{EVSE_ID}")
+        finally:
+            self.outbox.close()
+
+    def _end_interrupted_transactions(self) -> None:
+        for last_event in self.outbox.open_transactions():
+            ended = self.core.end_interrupted_transaction(last_event, self.clock.now())
+            self.log.warning(
+                "transaction_interrupted_by_restart",
+                transaction_id=ended.payload["transactionInfo"]["transactionId"],
+                seq_no=ended.payload["seqNo"],
             )
-            tg.create_task(self._evse_controller(), name=f"{self.station_id}:evse{EVSE_ID}")
+            self.outbox.put([ended])
 
     async def shutdown(self, timeout_s: float = 10.0) -> None:
         """Orderly stop (SIGTERM): end a running session (0 A, CST), queue its Ended, let the outbox drain.
 
-        Bounded by `timeout_s`; the caller cancels `run()` afterwards. What is still queued then is lost in
-        this slice (the durable outbox of issue #4 keeps it across restarts).
+        Bounded by `timeout_s`; the caller cancels `run()` afterwards. Transaction messages still queued
+        then stay in the durable outbox and go out after the next start.
         """
         self.log.info("shutdown_requested", session_running=not self._idle.is_set())
         self._stop_reason = StopReason.LOCAL

@@ -149,7 +149,7 @@ def station(
 async def _run_station(settings: Settings) -> None:
     from bms_link.gbt import GbtTiming  # noqa: PLC0415
     from simulators.ev import SimulatedEv, can_link_factory, pack_spec_from_settings  # noqa: PLC0415
-    from station.agent import StationAgent  # noqa: PLC0415
+    from station.agent import StationAgent, default_outbox_path  # noqa: PLC0415
 
     clock = LoopClock()
     sessions_done: asyncio.Queue[object] = asyncio.Queue()
@@ -158,6 +158,7 @@ async def _run_station(settings: Settings) -> None:
         clock=clock,
         bms_factory=can_link_factory(settings, clock),
         on_session_end=sessions_done.put_nowait,
+        outbox_path=default_outbox_path(settings),
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
