@@ -12,7 +12,7 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -64,6 +64,13 @@ class OcppSettings(_Section):
     message_attempts: Annotated[int, Field(ge=1, le=100)] = 3  # OCPPCommCtrlr.MessageAttempts
     message_attempt_interval_s: PositiveS = 10.0  # OCPPCommCtrlr.MessageAttemptInterval
     outbox_max_messages: Annotated[int, Field(ge=10)] = 10_000  # queue cap (see station/outbox.py policy)
+    # OCPP 2.0.1 security profile (part 2, A00): 1 Basic auth over ws://, 2 TLS + Basic auth, 3 mutual TLS.
+    # 0 = no security at all, for a lab CSMS on a trusted network only.
+    security_profile: Literal[0, 1, 2, 3] = 0
+    password_env: str | None = None  # NAME of the env var holding the Basic auth password (profiles 1, 2)
+    ca_file: Path | None = None  # CSMS root certificate(s) (profiles 2, 3); system CAs if unset
+    cert_file: Path | None = None  # station certificate chain (profile 3)
+    key_file: Path | None = None  # station private key (profile 3)
 
     @field_validator("csms_url")
     @classmethod
@@ -71,6 +78,23 @@ class OcppSettings(_Section):
         if not value.startswith(("ws://", "wss://")):
             raise ValueError("must start with ws:// or wss://")
         return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _security_profile_consistent(self) -> OcppSettings:
+        profile, tls = self.security_profile, self.csms_url.startswith("wss://")
+        if profile == 1 and tls:
+            raise ValueError(
+                "csms_url: security profile 1 is Basic auth over ws://; use profile 2 for wss://"
+            )
+        if profile in (2, 3) and not tls:
+            raise ValueError(f"csms_url: security profile {profile} needs a wss:// URL")
+        if profile in (1, 2) and not self.password_env:
+            raise ValueError(
+                f"password_env: security profile {profile} needs the name of the password env var"
+            )
+        if profile == 3 and (self.cert_file is None or self.key_file is None):
+            raise ValueError("cert_file/key_file: security profile 3 needs the station certificate and key")
+        return self
 
 
 class BmsSettings(_Section):
@@ -173,7 +197,11 @@ def load_settings(config_file: Path | None = None, overrides: dict[str, Any] | N
 def _first_error(exc: ValidationError) -> str:
     err = exc.errors()[0]
     key = ".".join(str(part) for part in err["loc"])
+    message = str(err["msg"]).removeprefix("Value error, ")
+    field, sep, rest = message.partition(": ")
+    if sep and " " not in field:  # a cross-field check names its key first: "csms_url: needs wss://"
+        key, message = f"{key}.{field}", rest
     got = err.get("input")
     shown = "" if isinstance(got, dict) else f" (got {got!r})"
     more = f" [+{exc.error_count() - 1} more]" if exc.error_count() > 1 else ""
-    return f"{key}: {err['msg']}{shown}{more}"
+    return f"{key}: {message}{shown}{more}"

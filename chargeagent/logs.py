@@ -1,7 +1,7 @@
 """structlog setup: console or JSON lines, contextvars (station_id, evse_id, transaction_id) in every line.
 
-Library loggers (ocpp, websockets, can) go through the same renderer. The `ocpp` library logs every frame at
-INFO; we lower it to WARNING unless the level is debug, so a malformed frame still shows as one clear line.
+Library loggers (ocpp, websockets, can) go through the same renderer. `ocpp` and `websockets` stay at WARNING
+even in debug mode: their debug output carries frames and handshake headers, i.e. secrets.
 """
 
 from __future__ import annotations
@@ -65,5 +65,9 @@ def configure_logging(
     root.handlers[:] = [handler]
     root.setLevel(_LEVELS[level])
     quiet = logging.DEBUG if level == "debug" else logging.WARNING
-    for name in ("ocpp", "websockets", "can", "asyncio"):
+    for name in ("can", "asyncio"):
         logging.getLogger(name).setLevel(quiet)
+    # Never below WARNING: at debug level these libraries log handshake headers (Basic auth) and raw
+    # frames (SetVariables may carry SecurityCtrlr.BasicAuthPassword). Our own debug lines name actions.
+    for name in ("ocpp", "websockets"):
+        logging.getLogger(name).setLevel(logging.WARNING)

@@ -20,7 +20,10 @@ test that awaits `wait_for(...)` knows the station already has its answer.
 from __future__ import annotations
 
 import asyncio
+import base64
+import hmac
 import itertools
+import ssl
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -98,8 +101,15 @@ class EmbeddedCsms(CsmsCalls):
         accept_id_token: Callable[[str], bool] | None = None,
         clock: Clock | None = None,
         on_received: Callable[[Received], None] | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        basic_auth: Mapping[str, str] | None = None,
     ) -> None:
-        """`boot_statuses` scripts the n-th BootNotification per station; the last one repeats."""
+        """`boot_statuses` scripts the n-th BootNotification per station; the last one repeats.
+
+        Security (OCPP 2.0.1 part 2 A00): `ssl_context` serves wss:// (profile 2; require client certificates
+        in the context for profile 3); `basic_auth` maps station id → password and refuses other
+        connections with HTTP 401 (profiles 1 and 2).
+        """
         unknown = [s for s in boot_statuses if s not in BOOT_STATUSES]
         if not boot_statuses or unknown:
             raise ConfigError(f"boot_statuses must be non-empty, from {sorted(BOOT_STATUSES)}")
@@ -119,6 +129,8 @@ class EmbeddedCsms(CsmsCalls):
         self._connect_waiters: dict[str, list[asyncio.Future[None]]] = {}
         self._boots: dict[str, int] = {}
         self._remote_start_ids = itertools.count(1)
+        self._ssl = ssl_context
+        self._basic_auth = dict(basic_auth) if basic_auth is not None else None
 
     # -- lifecycle --
 
@@ -135,6 +147,7 @@ class EmbeddedCsms(CsmsCalls):
             # Keep-alive is the station's job (OCPPCommCtrlr.WebSocketPingInterval); server pings
             # would also time out spuriously when a virtual-time loop jumps ahead.
             ping_interval=None,
+            ssl=self._ssl,
         )
         self._port = self._server.sockets[0].getsockname()[1]
         log.info("csms_started", url=self.url)
@@ -166,7 +179,8 @@ class EmbeddedCsms(CsmsCalls):
     def url(self) -> str:
         """Endpoint to give stations; a station connects to `url + "/" + station_id`."""
         host = f"[{self._host}]" if ":" in self._host else self._host
-        return f"ws://{host}:{self._port}{self._path}"
+        scheme = "wss" if self._ssl is not None else "ws"
+        return f"{scheme}://{host}:{self._port}{self._path}"
 
     @property
     def connected_stations(self) -> frozenset[str]:
@@ -191,7 +205,25 @@ class EmbeddedCsms(CsmsCalls):
         if station_id_from_path(request.path) is None:
             log.warning("csms_rejected_connection", reason="bad station identity", path=request.path[:120])
             return connection.respond(HTTPStatus.NOT_FOUND, "URL must end in /<station id>\n")
+        if self._basic_auth is not None and not self._authorized(request):
+            log.warning("csms_rejected_connection", reason="basic auth failed", path=request.path[:120])
+            response = connection.respond(HTTPStatus.UNAUTHORIZED, "Basic authentication required\n")
+            response.headers["WWW-Authenticate"] = 'Basic realm="ocpp"'
+            return response
         return None
+
+    def _authorized(self, request: Request) -> bool:
+        """RFC 7617 Basic auth; OCPP 2.0.1 A00.FR.2xx: the user name is the station identity."""
+        station_id = station_id_from_path(request.path)
+        header = request.headers.get("Authorization", "")
+        if station_id is None or not header.startswith("Basic "):
+            return False
+        try:
+            user, _, password = base64.b64decode(header[6:], validate=True).decode().partition(":")
+        except (ValueError, UnicodeDecodeError):
+            return False
+        expected = (self._basic_auth or {}).get(station_id)
+        return user == station_id and expected is not None and hmac.compare_digest(password, expected)
 
     async def _serve_connection(self, connection: ServerConnection) -> None:
         station_id = station_id_from_path(connection.request.path if connection.request else "")

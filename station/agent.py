@@ -24,7 +24,7 @@ from chargeagent.clock import Clock
 from chargeagent.config import Settings
 from chargeagent.errors import BmsLinkError, ProtocolError
 from policy.envelope import Decision, EnvelopeLimits, cc_cv_current_a, decide
-from station.connection import connect_forever
+from station.connection import connect_forever, connect_options
 from station.ocpp_v201 import OcppChargePoint
 from station.outbox import Outbox
 from station.protocol.station import Outbound, PendingStart, StationCore, StationInfo
@@ -99,6 +99,7 @@ class StationAgent:
             charger_max_voltage_v=st.charger_max_voltage_v,
             ramp_up_a_per_s=st.ramp_up_a_per_s,
         )
+        self._connect = connect_options(self.station_id, settings.ocpp)  # ConfigError now, not later
         self._bms_factory = bms_factory
         self._on_step = on_step
         self._on_session_end = on_session_end
@@ -138,7 +139,9 @@ class StationAgent:
         try:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(
-                    connect_forever(self.station_id, self.settings.ocpp, self.clock, self._session),
+                    connect_forever(
+                        self.station_id, self.settings.ocpp, self.clock, self._session, options=self._connect
+                    ),
                     name=f"{self.station_id}:connection",
                 )
                 tg.create_task(self._evse_controller(), name=f"{self.station_id}:evse{EVSE_ID}")

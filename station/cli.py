@@ -127,6 +127,13 @@ def station(
     bms: Annotated[str | None, typer.Option(help="sim | can")] = None,
     can_interface: Annotated[str | None, typer.Option(help="python-can interface, e.g. socketcan")] = None,
     can_channel: Annotated[str | None, typer.Option(help="e.g. can0")] = None,
+    security_profile: Annotated[
+        int | None, typer.Option(help="OCPP security profile: 1 Basic auth, 2 TLS + Basic auth, 3 mutual TLS")
+    ] = None,
+    password_env: Annotated[str | None, typer.Option(help="NAME of the env var with the password")] = None,
+    ca_file: Annotated[Path | None, typer.Option(help="CSMS root certificate (PEM)")] = None,
+    cert_file: Annotated[Path | None, typer.Option(help="station certificate chain (PEM, profile 3)")] = None,
+    key_file: Annotated[Path | None, typer.Option(help="station private key (PEM, profile 3)")] = None,
 ) -> None:
     """Run a charge point against any OCPP 2.0.1 CSMS (real time)."""
     if protocol != "ocpp2.0.1":
@@ -139,11 +146,20 @@ def station(
         ("bms", "backend", bms),
         ("bms", "can_interface", can_interface),
         ("bms", "can_channel", can_channel),
+        ("ocpp", "security_profile", security_profile),
+        ("ocpp", "password_env", password_env),
+        ("ocpp", "ca_file", ca_file),
+        ("ocpp", "cert_file", cert_file),
+        ("ocpp", "key_file", key_file),
     ):
         if value is not None:
             overrides.setdefault(section, {})[key] = value
     settings = _settings(overrides, config)
-    asyncio.run(_run_station(settings))
+    try:
+        asyncio.run(_run_station(settings))
+    except ConfigError as exc:  # e.g. the password env var is missing: found when the agent is built
+        typer.echo(f"chargeagent: config error: {exc}", err=True)
+        raise typer.Exit(2) from None
 
 
 async def _run_station(settings: Settings) -> None:

@@ -7,8 +7,12 @@ to a maximum, plus a random 0..RetryBackOffRandomRange seconds so a fleet does n
 from __future__ import annotations
 
 import asyncio
+import base64
+import os
 import random
+import ssl
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 import structlog
 from websockets.asyncio.client import ClientConnection, connect
@@ -16,12 +20,50 @@ from websockets.exceptions import InvalidHandshake, WebSocketException
 
 from chargeagent.clock import Clock
 from chargeagent.config import OcppSettings
-from chargeagent.errors import ProtocolError
+from chargeagent.errors import ConfigError, ProtocolError
 
 log = structlog.get_logger(__name__)
 
 SUBPROTOCOL = "ocpp2.0.1"
 _CONNECTION_ERRORS = (OSError, TimeoutError, WebSocketException, ProtocolError)
+
+
+@dataclass(frozen=True)
+class ConnectOptions:
+    """What a security profile adds to the websocket handshake (built once, at start)."""
+
+    ssl_context: ssl.SSLContext | None
+    headers: dict[str, str]  # never logged: carries the Basic auth credentials
+
+
+def connect_options(station_id: str, settings: OcppSettings) -> ConnectOptions:
+    """Build TLS and Basic auth for the configured security profile; `ConfigError` names the bad key.
+
+    OCPP 2.0.1 part 2 A00: profile 1 = Basic auth over ws://; 2 = TLS (server verified against the CSMS
+    root certificate) + Basic auth; 3 = mutual TLS, no Basic auth. TLS 1.2 is the minimum (A00.FR.3xx).
+    Basic auth user = station identity, password 16–40 characters (SecurityCtrlr.BasicAuthPassword).
+    """
+    profile = settings.security_profile
+    headers: dict[str, str] = {}
+    if profile in (1, 2):
+        env = settings.password_env or ""
+        password = os.environ.get(env)
+        if password is None:
+            raise ConfigError(f"ocpp.password_env: environment variable {env} is not set")
+        if not 16 <= len(password) <= 40:
+            raise ConfigError(f"ocpp.password_env: the password in {env} must be 16-40 characters")
+        token = base64.b64encode(f"{station_id}:{password}".encode()).decode()
+        headers["Authorization"] = f"Basic {token}"
+    context: ssl.SSLContext | None = None
+    if profile in (2, 3) or settings.csms_url.startswith("wss://"):
+        try:
+            context = ssl.create_default_context(cafile=settings.ca_file)
+            context.minimum_version = ssl.TLSVersion.TLSv1_2
+            if profile == 3 and settings.cert_file is not None:
+                context.load_cert_chain(settings.cert_file, settings.key_file)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(f"ocpp.ca_file/cert_file/key_file: cannot load TLS material: {exc}") from None
+    return ConnectOptions(context, headers)
 
 
 def backoff_s(attempt: int, settings: OcppSettings, rng: random.Random) -> float:
@@ -37,9 +79,11 @@ async def connect_forever(
     on_connected: Callable[[ClientConnection], Awaitable[None]],
     *,
     rng: random.Random | None = None,
+    options: ConnectOptions | None = None,
 ) -> None:
     """Keep a connection up and run `on_connected` on each one; never returns unless cancelled."""
     rng = rng or random.Random()
+    options = options or connect_options(station_id, settings)
     url = f"{settings.csms_url}/{station_id}"
     attempt = 0
     while True:
@@ -50,6 +94,8 @@ async def connect_forever(
                 open_timeout=settings.response_timeout_s,
                 ping_interval=None,  # liveness comes from OCPP heartbeats in this slice
                 max_size=2**20,
+                additional_headers=options.headers,
+                ssl=options.ssl_context,
             ) as ws:
                 if ws.subprotocol != SUBPROTOCOL:
                     raise ProtocolError(
