@@ -130,7 +130,7 @@ class EmbeddedCsms(CsmsCalls):
         self._boots: dict[str, int] = {}
         self._remote_start_ids = itertools.count(1)
         self._ssl = ssl_context
-        self._basic_auth = dict(basic_auth) if basic_auth is not None else None
+        self.basic_auth = dict(basic_auth) if basic_auth is not None else None  # may be changed live
 
     # -- lifecycle --
 
@@ -205,7 +205,7 @@ class EmbeddedCsms(CsmsCalls):
         if station_id_from_path(request.path) is None:
             log.warning("csms_rejected_connection", reason="bad station identity", path=request.path[:120])
             return connection.respond(HTTPStatus.NOT_FOUND, "URL must end in /<station id>\n")
-        if self._basic_auth is not None and not self._authorized(request):
+        if self.basic_auth is not None and not self._authorized(request):
             log.warning("csms_rejected_connection", reason="basic auth failed", path=request.path[:120])
             response = connection.respond(HTTPStatus.UNAUTHORIZED, "Basic authentication required\n")
             response.headers["WWW-Authenticate"] = 'Basic realm="ocpp"'
@@ -222,7 +222,7 @@ class EmbeddedCsms(CsmsCalls):
             user, _, password = base64.b64decode(header[6:], validate=True).decode().partition(":")
         except (ValueError, UnicodeDecodeError):
             return False
-        expected = (self._basic_auth or {}).get(station_id)
+        expected = (self.basic_auth or {}).get(station_id)
         return user == station_id and expected is not None and hmac.compare_digest(password, expected)
 
     async def _serve_connection(self, connection: ServerConnection) -> None:

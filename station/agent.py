@@ -20,7 +20,7 @@ from websockets.asyncio.client import ClientConnection
 
 from bms_link.base import BmsLink
 from bms_link.models import ChargeCommand, PackInfo, PackTelemetry, StopReason
-from chargeagent.clock import Clock
+from chargeagent.clock import Clock, ocpp_timestamp
 from chargeagent.config import Settings
 from chargeagent.errors import BmsLinkError, ProtocolError
 from policy.envelope import Decision, EnvelopeLimits, cc_cv_current_a, decide
@@ -110,6 +110,8 @@ class StationAgent:
         self._cp: OcppChargePoint | None = None
         self.energy_wh = self.outbox.energy_wh  # the station meter's register: never decreases
         self.booted = asyncio.Event()
+        # Security events wait here until the CSMS has accepted us (A04: they are sent once connected).
+        self._security_events: list[tuple[str, str]] = [("StartupOfTheDevice", "chargeagent started")]
         self.log = log.bind(station_id=self.station_id)
 
     # --- StationHooks (called from OCPP handlers; must not block) ------------------------------
@@ -121,6 +123,23 @@ class StationAgent:
 
     def enqueue(self, messages: list[Outbound]) -> None:
         self.outbox.put(messages)
+
+    def security_event(self, event_type: str, tech_info: str) -> None:
+        """Record a security event; it goes out as SecurityEventNotification once the CSMS accepted us."""
+        self.log.warning("security_event", type=event_type, tech_info=tech_info)
+        self._security_events.append((event_type, tech_info))
+        if self.outbox.online:
+            self._flush_security_events()
+
+    def _flush_security_events(self) -> None:
+        events, self._security_events = self._security_events, []
+        now = ocpp_timestamp(self.clock.now())
+        self.enqueue(
+            [
+                Outbound("SecurityEventNotification", {"type": t, "timestamp": now, "techInfo": info})
+                for t, info in events
+            ]
+        )
 
     # --- cable (from the plug sensor / simulator) ----------------------------------------------
     def plug_in(self) -> None:
@@ -140,7 +159,12 @@ class StationAgent:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(
                     connect_forever(
-                        self.station_id, self.settings.ocpp, self.clock, self._session, options=self._connect
+                        self.station_id,
+                        self.settings.ocpp,
+                        self.clock,
+                        self._session,
+                        options=self._connect,
+                        on_security_event=self.security_event,
                     ),
                     name=f"{self.station_id}:connection",
                 )
@@ -183,6 +207,7 @@ class StationAgent:
             self._cp = cp
             self.outbox.online = True
             self.booted.set()
+            self._flush_security_events()
             try:
                 for message in self.core.status_notifications(self.clock.now()):
                     await cp.send(message)

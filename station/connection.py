@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import structlog
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import InvalidHandshake, WebSocketException
+from websockets.exceptions import InvalidHandshake, InvalidStatus, WebSocketException
 
 from chargeagent.clock import Clock
 from chargeagent.config import OcppSettings
@@ -66,6 +66,15 @@ def connect_options(station_id: str, settings: OcppSettings) -> ConnectOptions:
     return ConnectOptions(context, headers)
 
 
+def security_event_for(exc: BaseException) -> str | None:
+    """The OCPP 2.0.1 security event (part 2, appendix 'Security events') a failed connection means."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return "InvalidCsmsCertificate"
+    if isinstance(exc, InvalidStatus) and exc.response.status_code in (401, 403):
+        return "FailedToAuthenticateAtCsms"
+    return None
+
+
 def backoff_s(attempt: int, settings: OcppSettings, rng: random.Random) -> float:
     """Delay before reconnect attempt `attempt` (0-based)."""
     base: float = min(settings.reconnect_min_s * (2**attempt), settings.reconnect_max_s)
@@ -80,6 +89,7 @@ async def connect_forever(
     *,
     rng: random.Random | None = None,
     options: ConnectOptions | None = None,
+    on_security_event: Callable[[str, str], None] | None = None,
 ) -> None:
     """Keep a connection up and run `on_connected` on each one; never returns unless cancelled."""
     rng = rng or random.Random()
@@ -110,6 +120,9 @@ async def connect_forever(
                     raise
         except (*_CONNECTION_ERRORS, InvalidHandshake) as exc:
             log.warning("csms_connection_failed", url=url, error=f"{type(exc).__name__}: {exc}")
+            event = security_event_for(exc)
+            if event is not None and on_security_event is not None:
+                on_security_event(event, f"{type(exc).__name__}: {exc}"[:255])
         except ExceptionGroup as group:  # from the session's TaskGroup
             connection_errors = group.split(_CONNECTION_ERRORS)[0]
             if connection_errors is None:

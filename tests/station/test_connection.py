@@ -117,6 +117,7 @@ async def test_profile_2_tls_verifies_the_csms_against_the_configured_root(monke
         with structlog.testing.capture_logs() as logs:
             assert not await boots(csms, "SEC-2", {**ocpp, "ca_file": str(pki / "other-ca.crt")}, 1.0)
     assert any("CERTIFICATE_VERIFY_FAILED" in entry.get("error", "") for entry in logs)
+    assert any(e["event"] == "security_event" and e["type"] == "InvalidCsmsCertificate" for e in logs)
 
 
 async def test_profile_3_mutual_tls_needs_the_station_certificate(pki):
@@ -162,3 +163,33 @@ def test_reconnect_backoff_doubles_up_to_the_maximum_plus_jitter():
     for attempt, delay in enumerate(delays):
         base = min(2 * 2**attempt, 30)
         assert base <= delay <= base + 1
+
+
+async def test_failed_authentication_is_reported_as_a_security_event_once_the_csms_accepts_us(monkeypatch):
+    monkeypatch.setenv("SEC_PW", PASSWORD)
+    async with EmbeddedCsms(basic_auth={"SEC-4": "an-older-password-16+"}) as csms:
+        settings = load_settings(
+            overrides={
+                "station": {"id": "SEC-4"},
+                "ocpp": {"csms_url": csms.url, "security_profile": 1, "password_env": "SEC_PW",
+                         "reconnect_min_s": 0.2, "reconnect_random_s": 0.0},
+            }
+        )  # fmt: skip
+        agent = StationAgent(settings, clock=LoopClock(), bms_factory=lambda: pytest.fail("unused"))
+        task = asyncio.create_task(agent.run())
+        try:
+            await asyncio.sleep(0.5)  # refused with 401 at least once
+            assert not csms.received("SEC-4")
+            csms.basic_auth = {"SEC-4": PASSWORD}  # the operator fixes the password on the CSMS
+            await csms.wait_for(
+                "SEC-4",
+                "SecurityEventNotification",
+                lambda p: p["type"] == "FailedToAuthenticateAtCsms",
+                timeout_s=10,
+            )
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        types = [r.payload["type"] for r in csms.received("SEC-4", "SecurityEventNotification")]
+    assert types[0] == "StartupOfTheDevice"
+    assert "FailedToAuthenticateAtCsms" in types
