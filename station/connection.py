@@ -102,7 +102,11 @@ async def connect_forever(
                 url,
                 subprotocols=[SUBPROTOCOL],  # type: ignore[list-item]
                 open_timeout=settings.response_timeout_s,
-                ping_interval=None,  # liveness comes from OCPP heartbeats in this slice
+                # Liveness (OCPPCommCtrlr.WebSocketPingInterval): a CSMS that stops answering pings within
+                # the interval is treated as gone, and we reconnect instead of waiting on a dead TCP link.
+                ping_interval=settings.websocket_ping_interval_s or None,
+                ping_timeout=settings.websocket_ping_interval_s or None,
+                close_timeout=2.0,  # a dead link must not hold the reconnect for websockets' default 10 s
                 max_size=2**20,
                 additional_headers=options.headers,
                 ssl=options.ssl_context,

@@ -193,3 +193,37 @@ async def test_failed_authentication_is_reported_as_a_security_event_once_the_cs
         types = [r.payload["type"] for r in csms.received("SEC-4", "SecurityEventNotification")]
     assert types[0] == "StartupOfTheDevice"
     assert "FailedToAuthenticateAtCsms" in types
+
+
+async def test_a_csms_that_stops_answering_pings_is_dropped_and_reconnected():
+    connections = []
+
+    async with EmbeddedCsms() as csms:
+        settings = load_settings(
+            overrides={
+                "station": {"id": "PING-1"},
+                "ocpp": {"csms_url": csms.url, "websocket_ping_interval_s": 0.3,
+                         "reconnect_min_s": 0.1, "reconnect_random_s": 0.0},
+            }
+        )  # fmt: skip
+        agent = StationAgent(settings, clock=LoopClock(), bms_factory=lambda: pytest.fail("unused"))
+        with structlog.testing.capture_logs() as logs:
+            task = asyncio.create_task(agent.run())
+            try:
+                await csms.wait_connected("PING-1")
+                await csms.wait_for("PING-1", "StatusNotification", timeout_s=5)
+                connections.append(csms._sessions["PING-1"])
+                connections[0]._connection.transport.pause_reading()  # hung CSMS: TCP up, nothing read
+                for _ in range(80):
+                    await asyncio.sleep(0.1)
+                    session = csms._sessions.get("PING-1")
+                    if session is not None and session is not connections[0]:
+                        break
+                connections.append(csms._sessions.get("PING-1"))
+            finally:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+                connections[0]._connection.transport.resume_reading()
+    assert connections[1] is not None
+    assert connections[1] is not connections[0]  # the station gave up on the silent link and reconnected
+    assert any(e["event"] == "csms_connection_lost" for e in logs)
