@@ -86,6 +86,7 @@ class StationAgent:
             StationInfo(st.vendor, st.model, st.serial_number, st.firmware_version),
             heartbeat_interval_s=settings.ocpp.heartbeat_interval_s,
             meter_interval_s=settings.ocpp.meter_interval_s,
+            charger_max_current_a=st.charger_max_current_a,
         )
         self.outbox = Outbox(
             clock,
@@ -200,6 +201,7 @@ class StationAgent:
 
     async def _session(self, ws: ClientConnection) -> None:
         cp = OcppChargePoint(self.station_id, ws, self.core, self, self.settings.ocpp.response_timeout_s)
+        cp.clock_now = self.clock.now
         async with asyncio.TaskGroup() as tg:
             tg.create_task(cp.start(), name=f"{self.station_id}:ocpp-reader")
             if not self.core.accepted:  # B01: boot once per (re)boot, not per reconnect

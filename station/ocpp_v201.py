@@ -8,6 +8,7 @@ awaited inside a handler (the library processes one inbound call at a time per c
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar, cast
 
 import structlog
@@ -74,6 +75,7 @@ class OcppChargePoint(ChargePoint):  # type: ignore[misc]
         self.core = core
         self.hooks = hooks
         self._after: Callable[[], None] | None = None
+        self.clock_now: Callable[[], datetime] = lambda: datetime.now(UTC)  # the agent sets its Clock
 
     async def send(self, message: Outbound) -> dict[str, Any]:
         """Send one CALL and return the camelCase response payload; CallError/timeout -> ProtocolError."""
@@ -169,6 +171,15 @@ class OcppChargePoint(ChargePoint):  # type: ignore[misc]
         purpose = (charging_profile_criteria or {}).get("charging_profile_purpose")
         cleared = self.core.profiles.clear(charging_profile_id, purpose)
         return call_result("ClearChargingProfile", {"status": "Accepted" if cleared else "Unknown"})
+
+    @_on("GetCompositeSchedule")
+    def on_get_composite_schedule(
+        self, duration: int, evse_id: int, charging_rate_unit: str | None = None, **_: Any
+    ) -> Any:
+        response = self.core.on_get_composite_schedule(
+            evse_id, duration, charging_rate_unit, self.clock_now()
+        )
+        return call_result("GetCompositeSchedule", response)
 
     @_on("GetVariables")
     def on_get_variables(self, get_variable_data: list[dict[str, Any]], **_: Any) -> Any:

@@ -31,7 +31,7 @@ class InstalledProfile:
         return int(self.profile["stackLevel"])
 
 
-def _parse_time(text: str) -> datetime:
+def parse_time(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
@@ -62,6 +62,9 @@ class ProfileStore:
                 return "Rejected"
         self._profiles[int(profile["id"])] = InstalledProfile(evse_id, profile)
         return "Accepted"
+
+    def installed(self) -> list[InstalledProfile]:
+        return list(self._profiles.values())
 
     def clear(self, profile_id: int | None = None, purpose: str | None = None) -> bool:
         before = len(self._profiles)
@@ -131,15 +134,15 @@ class ProfileStore:
 def _profile_limit_a(
     profile: dict[str, Any], now: datetime, tx_start: datetime | None, voltage_v: float
 ) -> float | None:
-    if "validFrom" in profile and now < _parse_time(profile["validFrom"]):
+    if "validFrom" in profile and now < parse_time(profile["validFrom"]):
         return None
-    if "validTo" in profile and now >= _parse_time(profile["validTo"]):
+    if "validTo" in profile and now >= parse_time(profile["validTo"]):
         return None
     for schedule in profile.get("chargingSchedule", []):
         if profile["chargingProfileKind"] == "Relative":
             start = tx_start
         else:
-            start = _parse_time(schedule["startSchedule"]) if "startSchedule" in schedule else None
+            start = parse_time(schedule["startSchedule"]) if "startSchedule" in schedule else None
         if start is None:
             continue
         offset_s = (now - start).total_seconds()

@@ -17,6 +17,7 @@ from typing import Any
 from bms_link.models import StopReason
 from chargeagent.clock import ocpp_timestamp
 from station.protocol.charging_profile import ProfileStore
+from station.protocol.composite import composite_schedule
 from station.protocol.connector import Connector, ConnectorEvent, ConnectorStatus
 from station.protocol.transaction import (
     ChargingState,
@@ -24,6 +25,9 @@ from station.protocol.transaction import (
     Transaction,
     stop_reasons,
 )
+
+# W-based limits and schedules need a voltage; before any session we assume a typical 400 V DC pack.
+NOMINAL_DC_VOLTAGE_V = 400.0
 
 
 class BootState(StrEnum):
@@ -85,6 +89,7 @@ class StationCore:
         heartbeat_interval_s: float = 300.0,
         meter_interval_s: float = 60.0,
         new_transaction_id: Callable[[], str] = lambda: str(uuid.uuid4()),
+        charger_max_current_a: float = 250.0,
     ) -> None:
         self.station_id = station_id
         self.info = info
@@ -94,6 +99,7 @@ class StationCore:
         self.meter_interval_s = meter_interval_s
         self.profiles = ProfileStore()
         self._new_transaction_id = new_transaction_id
+        self.charger_max_current_a = charger_max_current_a
 
     # --- boot & heartbeat (B01-B04) -------------------------------------------------------------
     def boot_request(self, reason: str = "PowerUp") -> Outbound:
@@ -330,6 +336,28 @@ class StationCore:
         tx = self.transaction(evse_id) if evse_id in self.evses else None
         status = self.profiles.install(evse_id, profile, tx.transaction_id if tx else None)
         return {"status": status}
+
+    def on_get_composite_schedule(
+        self, evse_id: int, duration_s: int, unit: str | None, now: datetime
+    ) -> dict[str, Any]:
+        """K08: the expected limit over the next `duration_s` for one EVSE or the station (evseId 0)."""
+        if evse_id != 0 and evse_id not in self.evses:
+            return {"status": "Rejected", "statusInfo": {"reasonCode": "UnknownEvse"}}
+        tx = self.transaction(evse_id) if evse_id else None
+        sample = self.evses[evse_id or 1].last_sample
+        voltage_v = sample.voltage_v if sample is not None and sample.voltage_v > 0 else NOMINAL_DC_VOLTAGE_V
+        schedule = composite_schedule(
+            self.profiles,
+            evse_id,
+            now,
+            duration_s,
+            tx_id=tx.transaction_id if tx else None,
+            tx_start=self.evses[evse_id].tx_started_at if tx else None,
+            voltage_v=voltage_v,
+            default_limit_a=self.charger_max_current_a,
+            unit=unit or "A",
+        )
+        return {"status": "Accepted", "schedule": schedule}
 
     def limit_a(self, evse_id: int, now: datetime, voltage_v: float) -> float | None:
         """The CSMS's current limit for the EVSE now (None = no limit)."""

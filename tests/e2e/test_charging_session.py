@@ -197,6 +197,8 @@ def test_tx_profile_from_the_csms_caps_the_output_current():
         }
         assert await run.csms.set_charging_profile("CS-E2E", evse_id=1, profile=profile) == "Accepted"
         run.steps.clear()
+        composite = await run.csms.get_composite_schedule("CS-E2E", evse_id=1, duration_s=600)
+        assert composite["schedule"]["chargingSchedulePeriod"] == [{"startPeriod": 0, "limit": 40.0}]
 
     run = charge(pack(soc=0.5, target_soc=0.6), cap_at_40_a)
     assert run.steps

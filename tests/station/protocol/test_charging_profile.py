@@ -74,3 +74,37 @@ def test_tx_profiles_are_cleared_when_the_transaction_ends():
     store.install(1, profile(2, "TxProfile", 0, 150, transactionId="tx"), "tx")
     store.clear_tx_profiles("tx")
     assert store.limit_a(1, T0, tx_id="tx", tx_start=T0, voltage_v=400) is None
+
+
+def test_composite_schedule_merges_stacked_profiles_over_time_and_caps_at_the_station_rating():
+    from station.protocol.composite import composite_schedule
+
+    store = ProfileStore()
+    p = profile(1, "TxDefaultProfile", 0, 300)  # above the 250 A rating: the rating wins
+    p["chargingSchedule"][0]["chargingSchedulePeriod"] += [{"startPeriod": 600, "limit": 100}]
+    store.install(1, p, None)
+    store.install(1, profile(2, "TxDefaultProfile", 1, 50, start=T0 + timedelta(seconds=900),
+                             validTo="2026-01-01T12:20:00Z"), None)  # fmt: skip
+    schedule = composite_schedule(store, 1, T0, 1800, tx_id=None, tx_start=None, voltage_v=400,
+                                  default_limit_a=250)  # fmt: skip
+    assert schedule["chargingSchedulePeriod"] == [
+        {"startPeriod": 0, "limit": 250},
+        {"startPeriod": 600, "limit": 100},
+        {"startPeriod": 900, "limit": 50},  # stack level 1 wins while valid
+        {"startPeriod": 1200, "limit": 100},  # ... and stops at validTo
+    ]
+    in_watts = composite_schedule(store, 1, T0, 1800, tx_id=None, tx_start=None, voltage_v=400,
+                                  default_limit_a=250, unit="W")  # fmt: skip
+    assert in_watts["chargingSchedulePeriod"][1] == {"startPeriod": 600, "limit": 40_000}
+
+
+def test_composite_schedule_is_schema_valid_and_unknown_evse_is_rejected():
+    from ocpp.messages import CallResult, _validate_payload
+
+    from station.protocol.station import StationCore, StationInfo
+
+    core = StationCore("CS1", StationInfo("v", "m", "s", "f"))
+    response = core.on_get_composite_schedule(0, 3600, None, T0)
+    assert response["schedule"]["chargingSchedulePeriod"] == [{"startPeriod": 0, "limit": 250.0}]
+    _validate_payload(CallResult("1", response, "GetCompositeSchedule"), "2.0.1")
+    assert core.on_get_composite_schedule(7, 3600, None, T0)["status"] == "Rejected"

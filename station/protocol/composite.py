@@ -1,0 +1,69 @@
+"""Composite schedules (OCPP 2.0.1 K08, GetCompositeSchedule): the limit the station expects over time.
+
+Computed exactly by evaluating the stacked profiles (`ProfileStore.limit_a`) at every instant where any of
+them can change — validFrom/validTo, schedule starts and ends, period starts — and merging equal neighbours.
+Where no profile applies, the station's own rating is the limit (K08.FR.xx: the composite reflects what
+the station would actually do).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from chargeagent.clock import ocpp_timestamp
+from station.protocol.charging_profile import ProfileStore, parse_time
+
+
+def _breakpoints(
+    store: ProfileStore, start: datetime, end: datetime, tx_start: datetime | None
+) -> list[datetime]:
+    points = {start}
+    for installed in store.installed():
+        profile = installed.profile
+        for key in ("validFrom", "validTo"):
+            if key in profile:
+                points.add(parse_time(profile[key]))
+        for schedule in profile.get("chargingSchedule", []):
+            if profile["chargingProfileKind"] == "Relative":
+                origin = tx_start
+            else:
+                origin = parse_time(schedule["startSchedule"]) if "startSchedule" in schedule else None
+            if origin is None:
+                continue
+            for period in schedule["chargingSchedulePeriod"]:
+                points.add(origin + timedelta(seconds=float(period["startPeriod"])))
+            if "duration" in schedule:
+                points.add(origin + timedelta(seconds=float(schedule["duration"])))
+    return sorted(p for p in points if start <= p < end)
+
+
+def composite_schedule(
+    store: ProfileStore,
+    evse_id: int,
+    start: datetime,
+    duration_s: int,
+    *,
+    tx_id: str | None,
+    tx_start: datetime | None,
+    voltage_v: float,
+    default_limit_a: float,
+    unit: str = "A",
+) -> dict[str, Any]:
+    """The CompositeScheduleType for [start, start + duration) in `unit` (A, or W at `voltage_v`)."""
+    end = start + timedelta(seconds=duration_s)
+    periods: list[dict[str, Any]] = []
+    for point in _breakpoints(store, start, end, tx_start):
+        limit_a = store.limit_a(evse_id, point, tx_id=tx_id, tx_start=tx_start, voltage_v=voltage_v)
+        limit_a = default_limit_a if limit_a is None else min(limit_a, default_limit_a)
+        limit = limit_a * voltage_v if unit == "W" else limit_a
+        if periods and periods[-1]["limit"] == round(limit, 1):
+            continue
+        periods.append({"startPeriod": int((point - start).total_seconds()), "limit": round(limit, 1)})
+    return {
+        "evseId": evse_id,
+        "duration": duration_s,
+        "scheduleStart": ocpp_timestamp(start),
+        "chargingRateUnit": unit,
+        "chargingSchedulePeriod": periods,
+    }
