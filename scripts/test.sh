@@ -7,6 +7,7 @@ PYTHON="${PYTHON:-python3.11}"
 command -v "$PYTHON" >/dev/null || PYTHON=python3
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]'
+bash scripts/mosquitto.sh  # the MQTT BMS tests start their own broker
 .venv/bin/ruff check .
 .venv/bin/python -m mypy
 .venv/bin/python -m pytest -q "$@"

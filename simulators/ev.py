@@ -12,9 +12,11 @@ from collections.abc import Callable
 from bms_link.base import BmsLink
 from bms_link.can import CanBmsLink
 from bms_link.gbt import GbtTiming
+from bms_link.mqtt import MqttBmsLink, MqttEndpoint
 from chargeagent.clock import Clock
 from chargeagent.config import Settings
 from simulators.bms_can import BmsCanNode
+from simulators.bms_mqtt import BmsMqttNode
 from simulators.pack import PackSpec, SimulatedBms
 
 
@@ -64,6 +66,18 @@ class SimulatedEv:
             await _maybe_await(self.node.close())
 
 
+class SimulatedMqttEv:
+    """One plugged-in vehicle whose BMS speaks MQTT (`simulators.bms_mqtt`) instead of CAN."""
+
+    def __init__(self, spec: PackSpec, *, endpoint: MqttEndpoint, station_id: str, clock: Clock) -> None:
+        self.spec = spec
+        self.bms = SimulatedBms(spec)
+        self.node = BmsMqttNode(self.bms, endpoint=endpoint, station_id=station_id, clock=clock)
+
+    async def run(self) -> None:
+        await self.node.run()
+
+
 async def _maybe_await(result: object) -> None:
     if hasattr(result, "__await__"):
         await result
@@ -84,6 +98,21 @@ def can_link_factory(
             clock=clock,
             timing=timing,
             poll_interval_s=poll_interval_s,
+        )
+
+    return factory
+
+
+def mqtt_link_factory(settings: Settings, clock: Clock) -> Callable[[], BmsLink]:
+    """A new charger-side MQTT link per session, to `bms.mqtt_url` (ConfigError now if the config is bad)."""
+    endpoint = MqttEndpoint.from_settings(settings.bms)
+
+    def factory() -> BmsLink:
+        return MqttBmsLink(
+            endpoint,
+            station_id=settings.station.id,
+            clock=clock,
+            telemetry_timeout_s=settings.bms.mqtt_telemetry_timeout_s,
         )
 
     return factory

@@ -124,7 +124,8 @@ def station(
     station_id: Annotated[str | None, typer.Option(help="Charging station identity.")] = None,
     protocol: Annotated[str, typer.Option(help="ocpp2.0.1 (ocpp1.6 arrives with issue #4)")] = "ocpp2.0.1",
     config: Annotated[Path | None, typer.Option(help="TOML config file.")] = None,
-    bms: Annotated[str | None, typer.Option(help="sim | can")] = None,
+    bms: Annotated[str | None, typer.Option(help="sim | can | mqtt")] = None,
+    mqtt_url: Annotated[str | None, typer.Option(help="BMS broker, mqtt://HOST:PORT or mqtts://")] = None,
     can_interface: Annotated[str | None, typer.Option(help="python-can interface, e.g. socketcan")] = None,
     can_channel: Annotated[str | None, typer.Option(help="e.g. can0")] = None,
     security_profile: Annotated[
@@ -146,6 +147,7 @@ def station(
         ("bms", "backend", bms),
         ("bms", "can_interface", can_interface),
         ("bms", "can_channel", can_channel),
+        ("bms", "mqtt_url", mqtt_url),
         ("ocpp", "security_profile", security_profile),
         ("ocpp", "password_env", password_env),
         ("ocpp", "ca_file", ca_file),
@@ -164,7 +166,12 @@ def station(
 
 async def _run_station(settings: Settings) -> None:
     from bms_link.gbt import GbtTiming  # noqa: PLC0415
-    from simulators.ev import SimulatedEv, can_link_factory, pack_spec_from_settings  # noqa: PLC0415
+    from simulators.ev import (  # noqa: PLC0415
+        SimulatedEv,
+        can_link_factory,
+        mqtt_link_factory,
+        pack_spec_from_settings,
+    )
     from station.agent import StationAgent, default_outbox_path  # noqa: PLC0415
 
     clock = LoopClock()
@@ -172,7 +179,12 @@ async def _run_station(settings: Settings) -> None:
     agent = StationAgent(
         settings,
         clock=clock,
-        bms_factory=can_link_factory(settings, clock),
+        # --bms mqtt: a real BMS publishes on the broker (no simulated vehicle here).
+        bms_factory=(
+            mqtt_link_factory(settings, clock)
+            if settings.bms.backend == "mqtt"
+            else can_link_factory(settings, clock)
+        ),
         on_session_end=sessions_done.put_nowait,
         outbox_path=default_outbox_path(settings),
     )
