@@ -104,10 +104,9 @@ class ChargeRequest(_Frozen):
     mode: ChargeMode
 
 
-class PackTelemetry(_Frozen):
-    """One consistent snapshot of the pack during charging, as the charger sees it."""
+class PackTelemetryBody(_Frozen):
+    """A pack snapshot as the BMS states it (what travels on MQTT); `PackTelemetry` adds the receipt time."""
 
-    monotonic_s: float
     pack_voltage_v: PackVoltageV
     pack_current_a: CurrentA
     soc: Fraction
@@ -124,6 +123,12 @@ class PackTelemetry(_Frozen):
     remaining_min: Annotated[float, Field(ge=0.0, le=600.0)] | None = None
     faults: frozenset[BmsFault] = frozenset()
     charging_permitted: bool = True
+
+
+class PackTelemetry(PackTelemetryBody):
+    """One consistent snapshot of the pack during charging, as the charger sees it."""
+
+    monotonic_s: float  # the receiver's Clock.monotonic() when the snapshot arrived
 
 
 class ChargeCommand(_Frozen):

@@ -36,17 +36,10 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, RootModel, ValidationError
 
 from bms_link.models import (
-    BmsFault,
-    CellTempC,
-    CellVoltageV,
     ChargeCommand,
-    ChargeCurrentA,
-    ChargeRequest,
-    CurrentA,
-    Fraction,
     PackInfo,
     PackTelemetry,
-    PackVoltageV,
+    PackTelemetryBody,
     StopReason,
 )
 from chargeagent.config import config_dir
@@ -78,26 +71,8 @@ class _Wire(BaseModel):
     schema_version: Literal[1] = 1
 
 
-class TelemetryBody(BaseModel):
+class TelemetryBody(PackTelemetryBody):
     """`PackTelemetry` as a BMS sends it: the same fields and ranges, minus the receiver's `monotonic_s`."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-    pack_voltage_v: PackVoltageV
-    pack_current_a: CurrentA
-    soc: Fraction
-    soh: Fraction | None = None
-    cell_voltage_max_v: CellVoltageV
-    cell_voltage_min_v: CellVoltageV | None = None
-    cell_temp_max_c: CellTempC
-    cell_temp_min_c: CellTempC
-    request: ChargeRequest
-    max_charge_current_a: ChargeCurrentA
-    max_pack_voltage_v: PackVoltageV
-    max_cell_voltage_v: CellVoltageV
-    max_temp_c: CellTempC
-    remaining_min: Annotated[float, Field(ge=0.0, le=600.0)] | None = None
-    faults: frozenset[BmsFault] = frozenset()
-    charging_permitted: bool = True
 
     @classmethod
     def of(cls, telemetry: PackTelemetry) -> TelemetryBody:

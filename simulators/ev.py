@@ -63,7 +63,7 @@ class SimulatedEv:
         try:
             await self.node.run()
         finally:
-            await _maybe_await(self.node.close())
+            await self.node.close()
 
 
 class SimulatedMqttEv:
@@ -76,11 +76,6 @@ class SimulatedMqttEv:
 
     async def run(self) -> None:
         await self.node.run()
-
-
-async def _maybe_await(result: object) -> None:
-    if hasattr(result, "__await__"):
-        await result
 
 
 def can_link_factory(

@@ -200,8 +200,9 @@ class StationAgent:
             self.log.warning("shutdown_timeout", queued=len(self.outbox))
 
     async def _session(self, ws: ClientConnection) -> None:
-        cp = OcppChargePoint(self.station_id, ws, self.core, self, self.settings.ocpp.response_timeout_s)
-        cp.clock_now = self.clock.now
+        cp = OcppChargePoint(
+            self.station_id, ws, self.core, self, self.settings.ocpp.response_timeout_s, self.clock.now
+        )
         async with asyncio.TaskGroup() as tg:
             tg.create_task(cp.start(), name=f"{self.station_id}:ocpp-reader")
             if not self.core.accepted:  # B01: boot once per (re)boot, not per reconnect

@@ -8,7 +8,7 @@ awaited inside a handler (the library processes one inbound call at a time per c
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Protocol, TypeVar, cast
 
 import structlog
@@ -70,12 +70,13 @@ class OcppChargePoint(ChargePoint):  # type: ignore[misc]
         core: StationCore,
         hooks: StationHooks,
         response_timeout_s: float,
+        clock_now: Callable[[], datetime],
     ) -> None:
         super().__init__(station_id, connection, response_timeout=response_timeout_s)
         self.core = core
         self.hooks = hooks
         self._after: Callable[[], None] | None = None
-        self.clock_now: Callable[[], datetime] = lambda: datetime.now(UTC)  # the agent sets its Clock
+        self.clock_now = clock_now
 
     async def send(self, message: Outbound) -> dict[str, Any]:
         """Send one CALL and return the camelCase response payload; CallError/timeout -> ProtocolError."""
