@@ -9,8 +9,11 @@ answer and any `ProtocolError` / `CsmsCallError` from `call` reach the caller un
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping, Sequence
-from typing import Any, cast
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, cast
+
+if TYPE_CHECKING:
+    from simulators.csms_frames import Received
 
 
 class CsmsCalls(ABC):
@@ -21,6 +24,22 @@ class CsmsCalls(ABC):
     @abstractmethod
     async def call(self, station_id: str, action: str, payload: Mapping[str, Any]) -> dict[str, Any]:
         """Send one CALL and return the raw (camelCase) response payload."""
+
+    @abstractmethod
+    def received(self, station_id: str | None = None, action: str | None = None) -> list[Received]:
+        """What stations sent, in arrival order."""
+
+    @abstractmethod
+    async def wait_for(
+        self,
+        station_id: str,
+        action: str,
+        predicate: Callable[[dict[str, Any]], bool] | None = None,
+        timeout_s: float = 10.0,
+        *,
+        since: int = 0,
+    ) -> Received:
+        """The first matching message, waiting if none yet."""
 
     async def request_start_transaction(
         self,
@@ -108,6 +127,29 @@ class CsmsCalls(ABC):
         ]
         response = await self.call(station_id, "SetVariables", {"setVariableData": data})
         return cast(list[dict[str, Any]], response["setVariableResult"])
+
+    async def get_base_report(self, station_id: str, request_id: int, report_base: str) -> str:
+        """GetBaseReport (B07); the report itself arrives as NotifyReport pages: see `report_pages`."""
+        payload = {"requestId": request_id, "reportBase": report_base}
+        return str((await self.call(station_id, "GetBaseReport", payload))["status"])
+
+    async def report_pages(
+        self, station_id: str, request_id: int, timeout_s: float = 10.0
+    ) -> list[dict[str, Any]]:
+        """Every NotifyReport page of `request_id` in arrival order, once the last one (tbc false) came.
+
+        The embedded CSMS answers each NotifyReport (simulators/csms_connection.py) and journals it.
+        """
+
+        def last_page(payload: dict[str, Any]) -> bool:
+            return bool(payload["requestId"] == request_id and not payload.get("tbc", False))
+
+        await self.wait_for(station_id, "NotifyReport", last_page, timeout_s)
+        return [
+            r.payload
+            for r in self.received(station_id, "NotifyReport")
+            if r.payload["requestId"] == request_id
+        ]
 
     async def reset(
         self, station_id: str, *, reset_type: str = "Immediate", evse_id: int | None = None

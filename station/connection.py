@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import math
 import os
 import random
 import ssl
@@ -52,8 +53,7 @@ def connect_options(station_id: str, settings: OcppSettings) -> ConnectOptions:
             raise ConfigError(f"ocpp.password_env: environment variable {env} is not set")
         if not 16 <= len(password) <= 40:
             raise ConfigError(f"ocpp.password_env: the password in {env} must be 16-40 characters")
-        token = base64.b64encode(f"{station_id}:{password}".encode()).decode()
-        headers["Authorization"] = f"Basic {token}"
+        headers["Authorization"] = basic_auth_header(station_id, password)
     context: ssl.SSLContext | None = None
     if profile in (2, 3) or settings.csms_url.startswith("wss://"):
         try:
@@ -66,6 +66,11 @@ def connect_options(station_id: str, settings: OcppSettings) -> ConnectOptions:
     return ConnectOptions(context, headers)
 
 
+def basic_auth_header(station_id: str, password: str) -> str:
+    """RFC 7617 Basic credentials; OCPP 2.0.1 A00: the user name is the station identity."""
+    return "Basic " + base64.b64encode(f"{station_id}:{password}".encode()).decode()
+
+
 def security_event_for(exc: BaseException) -> str | None:
     """The OCPP 2.0.1 security event (part 2, appendix 'Security events') a failed connection means."""
     if isinstance(exc, ssl.SSLCertVerificationError):
@@ -75,10 +80,27 @@ def security_event_for(exc: BaseException) -> str | None:
     return None
 
 
-def backoff_s(attempt: int, settings: OcppSettings, rng: random.Random) -> float:
+@dataclass(frozen=True)
+class BackOff:
+    """OCPPCommCtrlr.RetryBackOff*: wait the minimum, doubled `repeat_times` times, then keep that delay."""
+
+    wait_minimum_s: float
+    repeat_times: int
+    random_range_s: float
+    maximum_s: float = math.inf  # the configured reconnect_max_s until a CSMS sets the back-off variables
+
+    @classmethod
+    def from_settings(cls, settings: OcppSettings) -> BackOff:
+        low, high = settings.reconnect_min_s, settings.reconnect_max_s
+        repeat_times = max(0, math.ceil(math.log2(high / low))) if high > low else 0
+        return cls(low, repeat_times, settings.reconnect_random_s, high)
+
+
+def backoff_s(attempt: int, settings: OcppSettings | BackOff, rng: random.Random) -> float:
     """Delay before reconnect attempt `attempt` (0-based)."""
-    base: float = min(settings.reconnect_min_s * (2**attempt), settings.reconnect_max_s)
-    return base + rng.uniform(0.0, settings.reconnect_random_s)
+    p = settings if isinstance(settings, BackOff) else BackOff.from_settings(settings)
+    base: float = min(p.wait_minimum_s * (2 ** min(attempt, p.repeat_times)), p.maximum_s)
+    return base + rng.uniform(0.0, p.random_range_s)
 
 
 async def connect_forever(
@@ -90,8 +112,12 @@ async def connect_forever(
     rng: random.Random | None = None,
     options: ConnectOptions | None = None,
     on_security_event: Callable[[str, str], None] | None = None,
+    backoff: Callable[[], BackOff] | None = None,
 ) -> None:
-    """Keep a connection up and run `on_connected` on each one; never returns unless cancelled."""
+    """Keep a connection up and run `on_connected` on each one; never returns unless cancelled.
+
+    `backoff` gives the current back-off parameters before each wait (the device model may change them).
+    """
     rng = rng or random.Random()
     options = options or connect_options(station_id, settings)
     url = f"{settings.csms_url}/{station_id}"
@@ -133,7 +159,7 @@ async def connect_forever(
                 raise
             first = connection_errors.exceptions[0]
             log.warning("csms_connection_lost", url=url, error=f"{type(first).__name__}: {first}")
-        delay = backoff_s(attempt, settings, rng)
+        delay = backoff_s(attempt, backoff() if backoff is not None else settings, rng)
         attempt += 1
         log.info("csms_reconnect_wait", delay_s=round(delay, 2), attempt=attempt)
         await clock.sleep(delay)

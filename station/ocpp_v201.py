@@ -21,6 +21,8 @@ from ocpp.v201 import ChargePoint, call
 
 from chargeagent.errors import ProtocolError
 from chargeagent.tasks import checkpoint
+from station.protocol.device_model import DeviceModel
+from station.protocol.device_types import Change
 from station.protocol.station import Outbound, PendingStart, StationCore
 
 # Validate on the loop thread: the executor hop costs more than validating a small payload on a 1-2 core
@@ -52,12 +54,7 @@ class StationHooks(Protocol):
 
     def enqueue(self, messages: list[Outbound]) -> None: ...
 
-
-# Variables GetVariables/SetVariables understand until the full device model lands (issue #4).
-_VARIABLES: dict[tuple[str, str], str] = {
-    ("OCPPCommCtrlr", "HeartbeatInterval"): "heartbeat_interval_s",
-    ("SampledDataCtrlr", "TxUpdatedInterval"): "meter_interval_s",
-}
+    def variables_changed(self, changes: list[Change]) -> None: ...
 
 
 class OcppChargePoint(ChargePoint):  # type: ignore[misc]
@@ -71,9 +68,12 @@ class OcppChargePoint(ChargePoint):  # type: ignore[misc]
         hooks: StationHooks,
         response_timeout_s: float,
         clock_now: Callable[[], datetime],
+        *,
+        device_model: DeviceModel,
     ) -> None:
         super().__init__(station_id, connection, response_timeout=response_timeout_s)
         self.core = core
+        self.device_model = device_model
         self.hooks = hooks
         self._after: Callable[[], None] | None = None
         self.clock_now = clock_now
@@ -182,47 +182,46 @@ class OcppChargePoint(ChargePoint):  # type: ignore[misc]
         )
         return call_result("GetCompositeSchedule", response)
 
+    # --- device model (B05-B07): answers from `DeviceModel`, effects and reports after the response ---
     @_on("GetVariables")
     def on_get_variables(self, get_variable_data: list[dict[str, Any]], **_: Any) -> Any:
-        results = []
-        for item in get_variable_data:
-            component, variable = item["component"]["name"], item["variable"]["name"]
-            attr = _VARIABLES.get((component, variable))
-            result: dict[str, Any] = {
-                "attributeStatus": "Accepted" if attr else _unknown(component),
-                "component": {"name": component},
-                "variable": {"name": variable},
-            }
-            if attr:
-                result["attributeValue"] = str(int(getattr(self.core, attr)))
-            results.append(result)
+        results = self.device_model.get_variables([snake_to_camel_case(i) for i in get_variable_data])
         return call_result("GetVariables", {"getVariableResult": results})
 
     @_on("SetVariables")
     def on_set_variables(self, set_variable_data: list[dict[str, Any]], **_: Any) -> Any:
-        results = []
-        for item in set_variable_data:
-            component, variable = item["component"]["name"], item["variable"]["name"]
-            attr = _VARIABLES.get((component, variable))
-            status = _unknown(component) if attr is None else "Accepted"
-            if attr is not None:
-                try:
-                    value = int(item["attribute_value"])
-                except ValueError:
-                    value = 0
-                if value > 0:
-                    setattr(self.core, attr, float(value))
-                else:
-                    status = "Rejected"
-            results.append(
-                {"attributeStatus": status, "component": {"name": component}, "variable": {"name": variable}}
+        data = [snake_to_camel_case(item) for item in set_variable_data]
+        results, changes = self.device_model.set_variables(data)
+        for result in results:  # never the value: it may be the BasicAuthPassword
+            reason = result.get("attributeStatusInfo", {}).get("reasonCode")
+            log.info(
+                "set_variable",
+                component=result["component"]["name"],
+                variable=result["variable"]["name"],
+                status=result["attributeStatus"],
+                reason=reason,
             )
+        if changes:
+            self._after = lambda: self.hooks.variables_changed(changes)
         return call_result("SetVariables", {"setVariableResult": results})
 
+    @_after("SetVariables")
+    def after_set_variables(self, **_: Any) -> None:
+        self._run_after()
 
-def _unknown(component: str) -> str:
-    known_components = {name for name, _ in _VARIABLES}
-    return "UnknownVariable" if component in known_components else "UnknownComponent"
+    @_on("GetBaseReport")
+    def on_get_base_report(self, request_id: int, report_base: str, **_: Any) -> Any:
+        status, pages = self.device_model.base_report(request_id, report_base, self.clock_now())
+        log.info(
+            "get_base_report", request_id=request_id, report_base=report_base, status=status, pages=len(pages)
+        )
+        if pages:
+            self._after = lambda: self.hooks.enqueue([Outbound("NotifyReport", page) for page in pages])
+        return call_result("GetBaseReport", {"status": status})
+
+    @_after("GetBaseReport")
+    def after_get_base_report(self, **_: Any) -> None:
+        self._run_after()
 
 
 def call_result(action: str, payload: dict[str, Any]) -> Any:

@@ -90,6 +90,7 @@ class StationCore:
         meter_interval_s: float = 60.0,
         new_transaction_id: Callable[[], str] = lambda: str(uuid.uuid4()),
         charger_max_current_a: float = 250.0,
+        authorize_remote_start: bool = False,
     ) -> None:
         self.station_id = station_id
         self.info = info
@@ -100,6 +101,12 @@ class StationCore:
         self.profiles = ProfileStore()
         self._new_transaction_id = new_transaction_id
         self.charger_max_current_a = charger_max_current_a
+        # Device-model driven (station/protocol/device_variables.py); the agent updates them on a Set.
+        self.authorize_remote_start = authorize_remote_start  # AuthCtrlr.AuthorizeRemoteStart (C01/F01)
+        self.offline_threshold_s = 60.0  # OCPPCommCtrlr.OfflineThreshold (B04)
+        self.max_stack_level = 100  # SmartChargingCtrlr.ProfileStackLevel
+        self.max_periods_per_schedule = 1024  # SmartChargingCtrlr.PeriodsPerSchedule
+        self._offline: tuple[float, dict[int, str]] | None = None  # (since_s, statuses then)
 
     # --- boot & heartbeat (B01-B04) -------------------------------------------------------------
     def boot_request(self, reason: str = "PowerUp") -> Outbound:
@@ -140,6 +147,26 @@ class StationCore:
     def status_notifications(self, now: datetime) -> list[Outbound]:
         """Current status of every connector (after boot and on every reconnect; never queued)."""
         return [self._status(evse, now) for evse in self.evses.values()]
+
+    def went_offline(self, now_s: float) -> None:
+        """The CSMS connection was lost: remember when, and the connector statuses the CSMS last saw."""
+        self._offline = (now_s, {i: evse.connector.status.value for i, evse in self.evses.items()})
+
+    def reconnect_status_notifications(self, now: datetime, now_s: float) -> list[Outbound]:
+        """StatusNotifications once the CSMS accepted us again (after boot: all connectors, B01).
+
+        B04.FR.01: offline longer than OfflineThreshold -> the status of every connector;
+        B04.FR.02: not longer -> only connectors whose status changed while offline.
+        """
+        offline, self._offline = self._offline, None
+        if offline is None or now_s - offline[0] > self.offline_threshold_s:
+            return self.status_notifications(now)
+        before = offline[1]
+        return [
+            self._status(evse, now)
+            for i, evse in self.evses.items()
+            if before.get(i) != evse.connector.status.value
+        ]
 
     def _status(self, evse: Evse, now: datetime) -> Outbound:
         return Outbound(
@@ -333,6 +360,11 @@ class StationCore:
 
     # --- smart charging (K01) -------------------------------------------------------------------
     def on_set_charging_profile(self, evse_id: int, profile: dict[str, Any]) -> dict[str, Any]:
+        periods = [len(s.get("chargingSchedulePeriod", [])) for s in profile.get("chargingSchedule", [])]
+        if int(profile.get("stackLevel", 0)) > self.max_stack_level or any(
+            n > self.max_periods_per_schedule for n in periods
+        ):
+            return {"status": "Rejected"}  # beyond what the device model reports (SmartChargingCtrlr)
         tx = self.transaction(evse_id) if evse_id in self.evses else None
         status = self.profiles.install(evse_id, profile, tx.transaction_id if tx else None)
         return {"status": status}

@@ -1,0 +1,165 @@
+"""The device model inside a running agent: stored values at start, one write per accepted Set, and effects.
+
+What each variable drives (the table in docs/operator-guide.md, "Device model"):
+- OCPPCommCtrlr.HeartbeatInterval -> the heartbeat loop (restarts its wait at once);
+- OCPPCommCtrlr.OfflineThreshold -> which StatusNotifications follow a reconnect (B04.FR.01/02);
+- OCPPCommCtrlr.MessageAttempts / MessageAttemptInterval [TransactionEvent] -> the outbox's retries (E13);
+- OCPPCommCtrlr.RetryBackOff* -> the reconnect back-off (read before every wait);
+- SampledDataCtrlr.TxUpdatedInterval -> the periodic meter values (J02);
+- AuthCtrlr.AuthorizeRemoteStart -> Authorize before a remote start (F01);
+- SecurityCtrlr.BasicAuthPassword -> RebootRequired: stored now, used for Basic auth from the next start;
+  a SecurityEventNotification ReconfigurationOfSecurityParameters (part 2 appendix 1, security events)
+  tells the CSMS a security parameter changed; the value itself never leaves the store.
+
+Consumers keep the configuration's exact values until a variable is set (the spec's variables are whole
+seconds, the configuration may say 0.5 s in a test); from then on the device model's value rules.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Callable
+from pathlib import Path
+
+import structlog
+
+from chargeagent.config import Settings
+from chargeagent.errors import ChargeAgentError
+from station.connection import BackOff, ConnectOptions, basic_auth_header
+from station.device_store import DeviceStore
+from station.outbox import Outbox
+from station.protocol.device_model import DeviceModel
+from station.protocol.device_types import Change
+from station.protocol.device_variables import (
+    AUTHORIZE_REMOTE_START,
+    BASIC_AUTH_PASSWORD,
+    HEARTBEAT_INTERVAL,
+    MESSAGE_ATTEMPT_INTERVAL,
+    MESSAGE_ATTEMPTS,
+    OFFLINE_THRESHOLD,
+    PERIODS_PER_SCHEDULE,
+    PROFILE_STACK_LEVEL,
+    RETRY_RANDOM_RANGE,
+    RETRY_REPEAT_TIMES,
+    RETRY_WAIT_MINIMUM,
+    TX_UPDATED_INTERVAL,
+    Ref,
+    build_device_model,
+    seconds,
+)
+from station.protocol.station import StationCore
+
+log = structlog.get_logger(__name__)
+
+SECURITY_EVENT = "ReconfigurationOfSecurityParameters"
+
+
+def _match(change: Change) -> tuple[object, ...]:
+    return change.component.match_key, change.variable.match_key
+
+
+def _ref_key(ref: Ref) -> tuple[object, ...]:
+    return ref[0].match_key, ref[1].match_key
+
+
+class DeviceRuntime:
+    """Owns the station's `DeviceModel` and its store; applies every change to the parts it drives."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        core: StationCore,
+        outbox: Outbox,
+        *,
+        store_path: Path | None,
+        on_security_event: Callable[[str, str], None],
+    ) -> None:
+        """`store_path=None` keeps values in memory only (simulations)."""
+        self.core = core
+        self.outbox = outbox
+        self._on_security_event = on_security_event
+        self.station_id = settings.station.id
+        self.heartbeat_changed = asyncio.Event()
+        self.backoff = BackOff.from_settings(settings.ocpp)
+        core.max_stack_level = PROFILE_STACK_LEVEL
+        core.max_periods_per_schedule = PERIODS_PER_SCHEDULE
+        self.model: DeviceModel = build_device_model(settings, core)
+        # Exact values need no rounding: the core takes them from the model from the start.
+        core.offline_threshold_s = float(self.model.value(*OFFLINE_THRESHOLD))
+        core.authorize_remote_start = self.model.value(*AUTHORIZE_REMOTE_START) == "true"
+        self._password: str | None = None  # set via SetVariables (this or an earlier run)
+        inf = float("inf")  # once a CSMS sets the doubling, the configured maximum no longer caps it
+        self._effects: dict[tuple[object, ...], Callable[[str], None]] = {
+            _ref_key(HEARTBEAT_INTERVAL): self._heartbeat,
+            _ref_key(OFFLINE_THRESHOLD): lambda v: setattr(core, "offline_threshold_s", float(v)),
+            _ref_key(TX_UPDATED_INTERVAL): lambda v: setattr(core, "meter_interval_s", float(v)),
+            _ref_key(AUTHORIZE_REMOTE_START): lambda v: setattr(core, "authorize_remote_start", v == "true"),
+            _ref_key(MESSAGE_ATTEMPTS): lambda v: setattr(outbox, "message_attempts", int(v)),
+            _ref_key(MESSAGE_ATTEMPT_INTERVAL): lambda v: setattr(outbox, "attempt_interval_s", float(v)),
+            _ref_key(RETRY_WAIT_MINIMUM): lambda v: self._backoff(wait_minimum_s=float(v), maximum_s=inf),
+            _ref_key(RETRY_REPEAT_TIMES): lambda v: self._backoff(repeat_times=int(v), maximum_s=inf),
+            _ref_key(RETRY_RANDOM_RANGE): lambda v: self._backoff(random_range_s=float(v)),
+            _ref_key(BASIC_AUTH_PASSWORD): self._remember_password,
+        }
+        self.store = DeviceStore(store_path) if store_path is not None else None
+        if self.store is not None:
+            applied, skipped = self.model.restore(self.store.load())
+            for line in skipped:
+                log.warning("device_model_stored_value_ignored", reason=line)
+            for change in applied:
+                self._apply(change)
+            if applied:
+                log.info("device_model_restored", variables=[c.name for c in applied])
+
+    # --- changes ---------------------------------------------------------------------------------
+    def changed(self, changes: list[Change]) -> None:
+        """Accepted SetVariables (called after the response went out): persist, then act on each."""
+        for change in changes:
+            if self.store is not None and change.persistent:
+                try:
+                    self.store.save(change)
+                except ChargeAgentError as exc:  # e.g. disk full: act on it now, it is lost at restart
+                    log.error("device_model_store_failed", variable=change.name, error=str(exc))
+            log.info("device_variable_set", variable=change.name, value=change.loggable_value)
+            self._apply(change)
+            if _match(change) == _ref_key(BASIC_AUTH_PASSWORD):
+                self._on_security_event(SECURITY_EVENT, f"{change.name} changed; used from the next start")
+
+    def _apply(self, change: Change) -> None:
+        effect = self._effects.get(_match(change))
+        if effect is not None:
+            effect(change.value)
+
+    def _heartbeat(self, value: str) -> None:
+        self.core.heartbeat_interval_s = float(value)
+        self.heartbeat_changed.set()
+
+    def _backoff(self, **fields: float) -> None:
+        self.backoff = dataclasses.replace(self.backoff, **fields)  # type: ignore[arg-type]
+
+    def _remember_password(self, value: str) -> None:
+        self._password = value
+
+    def boot_accepted(self) -> None:
+        """B01: the BootNotification interval is the heartbeat interval now; GetVariables must say so."""
+        try:
+            self.model.update(*HEARTBEAT_INTERVAL, seconds(self.core.heartbeat_interval_s))
+        except ValueError as exc:  # beyond the variable's maxLimit: keep heartbeating, report the old value
+            log.warning("heartbeat_interval_not_reportable", error=str(exc))
+
+    # --- start-time wiring -----------------------------------------------------------------------
+    def connect_options(self, options: ConnectOptions) -> ConnectOptions:
+        """Basic auth with the password a CSMS set (RebootRequired: it takes effect at this start)."""
+        if self._password is None or "Authorization" not in options.headers:
+            return options
+        headers = {**options.headers, "Authorization": basic_auth_header(self.station_id, self._password)}
+        log.info("basic_auth_password_from_device_model")
+        return dataclasses.replace(options, headers=headers)
+
+    def current_backoff(self) -> BackOff:
+        return self.backoff
+
+    def close(self) -> None:
+        if self.store is not None:
+            self.store.close()

@@ -1,0 +1,300 @@
+"""OCPP 2.0.1 device model without I/O: variables and their Actual attribute; Get/Set/report rules.
+
+OCPP 2.0.1 part 1 (device model) and part 2 B05 (SetVariables), B06 (GetVariables), B07 (GetBaseReport):
+- a variable is addressed by component (name, instance, evse id, connector id) and variable (name, instance);
+  names are case-insensitive (ComponentType/VariableType schema text);
+- only the Actual attribute exists here: any other attributeType is NotSupportedAttributeType;
+- WriteOnly values are never returned (GetVariables -> Rejected, reports omit the value) and never appear in
+  a repr or a log line; ReadOnly values are never written by SetVariables (-> Rejected);
+- a Set is validated against the data type and characteristics (min/max, valuesList, string length); an
+  accepted Set returns a `Change` the caller persists and acts on; variables flagged `reboot_required` answer
+  RebootRequired (stored now, used from the next start);
+- DeviceDataCtrlr.ItemsPerMessage limits requests and report pages (B06.FR.05: items beyond the limit are
+  answered Rejected; see `station.protocol.device_variables` for the station's table).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from typing import Any
+
+from chargeagent.clock import ocpp_timestamp
+from chargeagent.errors import ConfigError
+from station.protocol.device_types import (
+    ACTUAL,
+    Change,
+    ComponentRef,
+    GetResult,
+    GetStatus,
+    Mutability,
+    ReportBase,
+    SetResult,
+    SetStatus,
+    Variable,
+    VariableRef,
+    change_name,
+)
+
+DEVICE_DATA = "DeviceDataCtrlr"
+
+Value = str | Callable[[], str]  # a stored value, or a live reading of station state (e.g. connector status)
+_Key = tuple[tuple[str, str | None, int | None, int | None], tuple[str, str | None]]
+
+
+def _key(component: ComponentRef, variable: VariableRef) -> _Key:
+    return component.match_key, variable.match_key
+
+
+class DeviceModel:
+    """The station's variables (definition + Actual value), in definition order (reports keep it)."""
+
+    def __init__(self) -> None:
+        self._defs: dict[_Key, Variable] = {}
+        self._values: dict[_Key, Value] = {}
+        self._components: set[tuple[str, str | None, int | None, int | None]] = set()
+
+    def add(self, definition: Variable, value: Value) -> None:
+        """Define a variable with its initial value (from configuration); ConfigError if that is invalid."""
+        key = _key(definition.component, definition.variable)
+        if key in self._defs:
+            raise ConfigError(f"device model: {definition.component.name}.{definition.variable.name} twice")
+        if isinstance(value, str):
+            canonical, reason = definition.validate(value)
+            if canonical is None:
+                raise ConfigError(
+                    f"device model: {definition.component.name}.{definition.variable.name}: {reason}"
+                )
+            value = canonical
+        self._defs[key] = definition
+        self._values[key] = value
+        self._components.add(definition.component.match_key)
+
+    def definitions(self) -> list[Variable]:
+        return list(self._defs.values())
+
+    def _lookup(self, component: ComponentRef, variable: VariableRef) -> tuple[Variable | None, str]:
+        """(definition, "") or (None, "UnknownComponent" | "UnknownVariable") (B05.FR.04, B06.FR.07)."""
+        definition = self._defs.get(_key(component, variable))
+        if definition is not None:
+            return definition, ""
+        known = component.match_key in self._components
+        return None, "UnknownVariable" if known else "UnknownComponent"
+
+    def _read(self, definition: Variable) -> str:
+        value = self._values[_key(definition.component, definition.variable)]
+        return value if isinstance(value, str) else value()
+
+    def value(self, component: ComponentRef, variable: VariableRef) -> str:
+        """The Actual value for the station's own use (also WriteOnly ones); KeyError if undefined."""
+        definition, _ = self._lookup(component, variable)
+        if definition is None:
+            raise KeyError(f"{component.name}.{variable.name}")
+        return self._read(definition)
+
+    # --- B06 GetVariables ----------------------------------------------------------------------
+    def get(self, component: ComponentRef, variable: VariableRef, attribute_type: str = ACTUAL) -> GetResult:
+        definition, unknown = self._lookup(component, variable)
+        if definition is None:
+            return GetResult(GetStatus(unknown))
+        if attribute_type != ACTUAL:
+            return GetResult(GetStatus.NOT_SUPPORTED_ATTRIBUTE_TYPE)
+        if definition.write_only:
+            return GetResult(GetStatus.REJECTED, reason="WriteOnly")
+        return GetResult(GetStatus.ACCEPTED, self._read(definition))
+
+    # --- B05 SetVariables ----------------------------------------------------------------------
+    def set(
+        self, component: ComponentRef, variable: VariableRef, text: str, attribute_type: str = ACTUAL
+    ) -> SetResult:
+        definition, unknown = self._lookup(component, variable)
+        if definition is None:
+            return SetResult(SetStatus(unknown))
+        if attribute_type != ACTUAL:
+            return SetResult(SetStatus.NOT_SUPPORTED_ATTRIBUTE_TYPE)
+        if definition.mutability is Mutability.READ_ONLY:
+            return SetResult(SetStatus.REJECTED, "ReadOnly")
+        change, reason = self._assign(definition, text)
+        if change is None:
+            return SetResult(SetStatus.REJECTED, reason)
+        status = SetStatus.REBOOT_REQUIRED if definition.reboot_required else SetStatus.ACCEPTED
+        return SetResult(status, None, change)
+
+    def _assign(self, definition: Variable, text: str) -> tuple[Change | None, str | None]:
+        canonical, reason = definition.validate(text)
+        if canonical is None:
+            return None, reason
+        self._values[_key(definition.component, definition.variable)] = canonical
+        change = Change(
+            definition.component,
+            definition.variable,
+            canonical,
+            persistent=definition.persistent,
+            reboot_required=definition.reboot_required,
+            write_only=definition.write_only,
+        )
+        return change, None
+
+    def update(self, component: ComponentRef, variable: VariableRef, text: str) -> Change:
+        """The station itself changes a value (e.g. the BootNotification interval); mutability ignored."""
+        definition, unknown = self._lookup(component, variable)
+        if definition is None:
+            raise KeyError(f"{component.name}.{variable.name}: {unknown}")
+        change, reason = self._assign(definition, text)
+        if change is None:
+            raise ValueError(f"{change_name(component, variable)}: {reason}")
+        return change
+
+    def restore(
+        self, stored: Iterable[tuple[ComponentRef, VariableRef, str]]
+    ) -> tuple[list[Change], list[str]]:
+        """Apply values stored by a previous run over the configured defaults.
+
+        Only persistent, writable variables are restored; a stored value that no longer validates (the
+        definition changed between versions) is skipped. Returns (changes applied, one line per skipped).
+        """
+        applied: list[Change] = []
+        skipped: list[str] = []
+        for component, variable, text in stored:
+            definition, _ = self._lookup(component, variable)
+            name = change_name(component, variable)
+            if definition is None or not definition.persistent:
+                skipped.append(f"{name}: not a persistent variable")
+                continue
+            if definition.mutability is Mutability.READ_ONLY:
+                skipped.append(f"{name}: read-only")
+                continue
+            change, reason = self._assign(definition, text)
+            if change is None:
+                skipped.append(f"{name}: {reason}")
+            else:
+                applied.append(change)
+        return applied, skipped
+
+    # --- B07 GetBaseReport -> NotifyReport -----------------------------------------------------
+    def report(self, base: ReportBase) -> list[dict[str, Any]]:
+        """ReportDataType entries for a base report.
+
+        ConfigurationInventory: the variables a CSMS can write (ReadWrite/WriteOnly); FullInventory: all;
+        SummaryInventory: availability (the state an operator's overview shows). WriteOnly values are
+        reported without a value (VariableAttributeType: 'may only be omitted when WriteOnly').
+        """
+        chosen = [
+            d
+            for d in self._defs.values()
+            if base is ReportBase.FULL_INVENTORY
+            or (base is ReportBase.CONFIGURATION_INVENTORY and d.mutability is not Mutability.READ_ONLY)
+            or (base is ReportBase.SUMMARY_INVENTORY and d.summary)
+        ]
+        return [self._report_data(d) for d in chosen]
+
+    def _report_data(self, definition: Variable) -> dict[str, Any]:
+        attribute: dict[str, Any] = {"type": ACTUAL}
+        if not definition.write_only:
+            attribute["value"] = self._read(definition)
+        attribute["mutability"] = definition.mutability.value
+        attribute["persistent"] = definition.persistent
+        attribute["constant"] = definition.constant
+        return {
+            "component": definition.component.to_ocpp(),
+            "variable": definition.variable.to_ocpp(),
+            "variableAttribute": [attribute],
+            "variableCharacteristics": definition.characteristics(),
+        }
+
+    def items_per_message(self, instance: str) -> int:
+        """DeviceDataCtrlr.ItemsPerMessage[GetReport / GetVariables / SetVariables]; no limit if undefined."""
+        try:
+            return int(self.value(ComponentRef(DEVICE_DATA), VariableRef("ItemsPerMessage", instance)))
+        except KeyError:
+            return 2**31 - 1
+
+    # --- OCPP-shaped requests (camelCase dicts in and out) -------------------------------------
+    def get_variables(self, data: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """GetVariableResult entries; B06.FR.05: beyond ItemsPerMessage[GetVariables] -> Rejected."""
+        limit = self.items_per_message("GetVariables")
+        results = []
+        for index, item in enumerate(data):
+            attribute_type = item.get("attributeType", ACTUAL)
+            if index >= limit:
+                result = GetResult(GetStatus.REJECTED, reason="TooManyElements")
+            else:
+                component = ComponentRef.from_ocpp(item["component"])
+                result = self.get(component, VariableRef.from_ocpp(item["variable"]), attribute_type)
+            entry: dict[str, Any] = {
+                "attributeStatus": result.status.value,
+                "component": item["component"],
+                "variable": item["variable"],
+            }
+            if "attributeType" in item:
+                entry["attributeType"] = attribute_type
+            if result.value is not None:
+                entry["attributeValue"] = result.value
+            if result.reason is not None:
+                entry["attributeStatusInfo"] = {"reasonCode": result.reason}
+            results.append(entry)
+        return results
+
+    def set_variables(self, data: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[Change]]:
+        """SetVariableResult entries and the changes to act on.
+
+        More items than ItemsPerMessage[SetVariables]: every item is Rejected (TooManyElements) and nothing
+        is applied, so a CSMS never ends up with half a configuration it did not ask for.
+        """
+        too_many = len(data) > self.items_per_message("SetVariables")
+        results, changes = [], []
+        for item in data:
+            attribute_type = item.get("attributeType", ACTUAL)
+            if too_many:
+                result = SetResult(SetStatus.REJECTED, "TooManyElements")
+            else:
+                component = ComponentRef.from_ocpp(item["component"])
+                variable = VariableRef.from_ocpp(item["variable"])
+                result = self.set(component, variable, str(item["attributeValue"]), attribute_type)
+            entry: dict[str, Any] = {
+                "attributeStatus": result.status.value,
+                "component": item["component"],
+                "variable": item["variable"],
+            }
+            if "attributeType" in item:
+                entry["attributeType"] = attribute_type
+            if result.reason is not None:
+                entry["attributeStatusInfo"] = {"reasonCode": result.reason}
+            if result.change is not None:
+                changes.append(result.change)
+            results.append(entry)
+        return results, changes
+
+    def base_report(
+        self, request_id: int, base: str, generated_at: datetime
+    ) -> tuple[str, list[dict[str, Any]]]:
+        """GetBaseReport: (GenericDeviceModelStatus, NotifyReport payloads to send after the response)."""
+        try:
+            report_base = ReportBase(base)
+        except ValueError:
+            return "NotSupported", []
+        items = self.report(report_base)
+        if not items:
+            return "EmptyResultSet", []
+        return "Accepted", notify_report_pages(
+            request_id, items, generated_at, self.items_per_message("GetReport")
+        )
+
+
+def notify_report_pages(
+    request_id: int, items: list[dict[str, Any]], generated_at: datetime, per_page: int
+) -> list[dict[str, Any]]:
+    """NotifyReportRequest payloads: seqNo from 0, tbc true on every page but the last (B07)."""
+    per_page = max(1, per_page)
+    chunks = [items[i : i + per_page] for i in range(0, len(items), per_page)]
+    stamp = ocpp_timestamp(generated_at)
+    return [
+        {
+            "requestId": request_id,
+            "generatedAt": stamp,
+            "seqNo": seq_no,
+            "tbc": seq_no < len(chunks) - 1,
+            "reportData": chunk,
+        }
+        for seq_no, chunk in enumerate(chunks)
+    ]
