@@ -124,6 +124,19 @@ class SimPackSettings(_Section):
     max_charge_current_a: Annotated[float, Field(gt=0.0, le=400.0)] = 250.0
 
 
+class PolicySettings(_Section):
+    """The charge-curve model (policy/curve.py) and how the agent uses it during a session."""
+
+    model_enabled: bool = True  # false: the conservative CC-CV fallback curve only
+    model_path: Path | None = None  # None: the shipped policy/models/charge_curve.int8.onnx
+    preference: Literal["fast", "balanced", "gentle"] = "balanced"
+    target_soc: Annotated[float, Field(gt=0.0, le=1.0)] = 0.8  # plan to here, then 10 % at a time
+    ambient_c: Annotated[float, Field(ge=-40.0, le=55.0)] = 20.0
+    assumed_soh: Annotated[float, Field(gt=0.0, le=1.0)] = 0.85  # when the BMS does not report SoH
+    replan_interval_s: PositiveS = 60.0
+    temp_margin_c: Annotated[float, Field(ge=0.0, le=20.0)] = 2.0
+
+
 class LogSettings(_Section):
     format: Literal["console", "json"] = "console"
     level: Literal["debug", "info", "warning", "error"] = "info"
@@ -144,6 +157,7 @@ class Settings(BaseSettings):
     ocpp: OcppSettings = OcppSettings()
     bms: BmsSettings = BmsSettings()
     sim: SimPackSettings = SimPackSettings()
+    policy: PolicySettings = PolicySettings()
     log: LogSettings = LogSettings()
 
     @classmethod

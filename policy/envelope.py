@@ -125,12 +125,14 @@ def decide(
     dt_s: float,
     limits: EnvelopeLimits,
     capacity_ah: float | None = None,
+    proposal_name: str = "proposal",
 ) -> Decision:
     """The output current for this step: the minimum of every limit, never negative, never NaN.
 
     A missing or invalid (NaN, inf, negative) proposal is replaced by `cc_cv_current_a` when the pack
     capacity is known (`capacity_ah`, from PackInfo), else it constrains nothing (the BMS request, itself
     the vehicle's CC-CV, then governs). The caller logs the invalid proposal; this stays pure.
+    `proposal_name` is how a binding proposal is named (e.g. "model_curve", "thermal_trajectory").
     """
     t = telemetry
     stop = _hard_stop(t, (csms_limit_a, grid_limit_a, previous_current_a, dt_s), limits)
@@ -138,7 +140,6 @@ def decide(
         return stop
     previous_a = max(previous_current_a, 0.0)
     fraction = thermal_derate_fraction(t.cell_temp_min_c, t.cell_temp_max_c, limits)
-    proposal_name = "proposal"
     proposal_a = proposed_current_a
     if proposal_a is None or not math.isfinite(proposal_a) or proposal_a < 0.0:
         proposal_name = "fallback_cc_cv"
@@ -237,6 +238,8 @@ def _explain(
         "csms_limit": "the CSMS charging profile limit",
         "grid_limit": "the grid operator limit",
         "proposal": "the charge curve proposal",
+        "model_curve": "the learned charge curve (policy model)",
+        "thermal_trajectory": "the charge curve, derated: cells run hotter than the plan predicted",
         "fallback_cc_cv": "the CC-CV fallback curve",
     }
     return f"{head}: {text.get(name, name)}."

@@ -23,7 +23,8 @@ from chargeagent.config import Settings, load_settings
 from simulators.csms import EmbeddedCsms
 from simulators.ev import SimulatedEv, can_link_factory
 from simulators.pack import PackSpec
-from station.agent import SessionResult, StationAgent, StepRecord
+from station.agent import StationAgent
+from station.charging import SessionResult, StepRecord
 
 log = structlog.get_logger(__name__)
 
@@ -235,6 +236,11 @@ def write_demo_report(result: DemoResult, path: Path) -> Path:
             "OCPP 2.0.1 over loopback websockets to the embedded CSMS.",
             "GB/T 27930 over the python-can virtual bus.",
             f"Virtual time: {result.virtual_minutes:.1f} simulated minutes.",
+            *(
+                f"{t.station.station_id} last charge plan: {t.result.plan_explanation}"
+                for t in result.traces
+                if t.result is not None
+            ),
         ],
     )
 

@@ -145,9 +145,11 @@ def _line_chart(
     y_title: str,
     y_fixed: tuple[float, float] | None = None,
     include_zero: bool = False,
+    x_title: str = "time (min)",
+    x_from_zero: bool = True,
 ) -> str:
     points = [p for line in lines for seg in line.segments for p in seg]
-    x_ticks = _axis_range([p[0] for p in points], None, include_zero=True)
+    x_ticks = _axis_range([p[0] for p in points], None, include_zero=x_from_zero)
     y_ticks = _axis_range([p[1] for p in points], y_fixed, include_zero)
     x0, x1, y0, y1 = x_ticks[0], x_ticks[-1], y_ticks[0], y_ticks[-1]
     plot_w, plot_h = _W - _LEFT - _RIGHT, _H - _TOP - _BOTTOM
@@ -177,7 +179,7 @@ def _line_chart(
         )
     parts.append(
         f'<text class="axis-title" x="{_LEFT + plot_w / 2:.1f}" y="{_H - 6}" '
-        f'text-anchor="middle">time (min)</text>'
+        f'text-anchor="middle">{escape(x_title)}</text>'
         f'<text class="axis-title" transform="translate(12 {_TOP + plot_h / 2:.1f}) rotate(-90)" '
         f'text-anchor="middle">{escape(y_title)}</text>'
     )
@@ -208,6 +210,24 @@ def _line_chart(
         legend_x += 36 + 6.8 * len(line.label)  # ~average glyph width at 12px
     parts.append("</svg>")
     return "".join(parts)
+
+
+def xy_chart(
+    lines: Sequence[tuple[str, Sequence[float], Sequence[float], bool]],
+    *,
+    x_title: str,
+    y_title: str,
+    include_zero: bool = False,
+) -> str:
+    """A small SVG line chart of (label, xs, ys, dashed) lines: for reports other than the station one."""
+    palette = ("#2563eb", "#dc2626", "#16a34a", "#ea580c", "#7c3aed", "#111827")
+    chart_lines = [
+        _Line(_finite_segments(xs, ys), label, palette[i % len(palette)], dashed)
+        for i, (label, xs, ys, dashed) in enumerate(lines)
+    ]
+    return _line_chart(
+        chart_lines, y_title=y_title, include_zero=include_zero, x_title=x_title, x_from_zero=False
+    )
 
 
 def _with_unit(series: Series, default_unit: str) -> str:

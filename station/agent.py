@@ -1,17 +1,16 @@
 """The station agent: wires the CSMS connection, the OCPP core, the BMS link and the safety envelope.
 
 One asyncio TaskGroup owns every task (connection, boot/heartbeat, outbox, EVSE controller). The EVSE
-controller runs one charging session per accepted remote start: BMS handshake, then per telemetry sample
-the envelope decides the output current (CC-CV proposal, CSMS limit, BMS limits), the charger commands it
-and the meter integrates energy; the transaction ends with the reason the session ended.
+controller runs one charging session (`station.charging.ChargingSession`) per accepted remote start: BMS
+handshake, then per telemetry sample the curve controller proposes a current (learned curve or CC-CV),
+the envelope decides (CSMS limit, BMS limits, temperature), the charger commands it and the meter
+integrates energy; the transaction ends with the reason the session ended.
 """
 
 from __future__ import annotations
 
 import asyncio
-import math
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,43 +18,21 @@ import structlog
 from websockets.asyncio.client import ClientConnection
 
 from bms_link.base import BmsLink
-from bms_link.models import ChargeCommand, PackInfo, PackTelemetry, StopReason
+from bms_link.models import StopReason
 from chargeagent.clock import Clock, ocpp_timestamp
 from chargeagent.config import Settings
-from chargeagent.errors import BmsLinkError, ProtocolError
-from policy.envelope import Decision, EnvelopeLimits, cc_cv_current_a, decide
+from chargeagent.errors import ProtocolError
+from policy.envelope import EnvelopeLimits
+from station.charging import EVSE_ID, ChargingSession, SessionResult, StepRecord, curve_policy
 from station.connection import connect_forever, connect_options
+from station.device_runtime import DeviceRuntime
+from station.device_store import FILE_NAME as DEVICE_STORE_FILE
 from station.ocpp_v201 import OcppChargePoint
 from station.outbox import Outbox
+from station.protocol.device_types import Change
 from station.protocol.station import Outbound, PendingStart, StationCore, StationInfo
-from station.protocol.transaction import ChargingState, MeterSample
 
 log = structlog.get_logger(__name__)
-
-EVSE_ID = 1  # this slice drives one EVSE with one connector
-
-
-@dataclass(frozen=True, slots=True)
-class StepRecord:
-    """One control step, for reports and the fleet simulator."""
-
-    t_s: float
-    soc: float
-    current_a: float
-    limit_a: float | None
-    pack_voltage_v: float
-    cell_temp_max_c: float
-    binding_constraint: str
-    energy_wh: float
-
-
-@dataclass(frozen=True, slots=True)
-class SessionResult:
-    transaction_id: str | None
-    info: PackInfo | None
-    reason: StopReason
-    energy_wh: float
-    duration_s: float
 
 
 def default_outbox_path(settings: Settings) -> Path:
@@ -87,6 +64,7 @@ class StationAgent:
             heartbeat_interval_s=settings.ocpp.heartbeat_interval_s,
             meter_interval_s=settings.ocpp.meter_interval_s,
             charger_max_current_a=st.charger_max_current_a,
+            authorize_remote_start=settings.ocpp.authorize_remote_start,
         )
         self.outbox = Outbox(
             clock,
@@ -100,12 +78,22 @@ class StationAgent:
             charger_max_voltage_v=st.charger_max_voltage_v,
             ramp_up_a_per_s=st.ramp_up_a_per_s,
         )
-        self._connect = connect_options(self.station_id, settings.ocpp)  # ConfigError now, not later
-        self._bms_factory = bms_factory
-        self._on_step = on_step
+        self.policy = curve_policy(settings, self.limits)
+        # The device model lives next to the outbox (<data_dir>/<station id>/); in memory when the outbox is.
+        self.devices = DeviceRuntime(
+            settings,
+            self.core,
+            self.outbox,
+            store_path=outbox_path.parent / DEVICE_STORE_FILE if outbox_path is not None else None,
+            on_security_event=self.security_event,
+        )
+        # ConfigError now, not later; a BasicAuthPassword set by the CSMS replaces the configured one.
+        self._connect = self.devices.connect_options(connect_options(self.station_id, settings.ocpp))
+        self.bms_factory = bms_factory
+        self.on_step = on_step
         self._on_session_end = on_session_end
         self._starts: asyncio.Queue[tuple[PendingStart, dict[str, Any] | None]] = asyncio.Queue()
-        self._stop_reason: StopReason | None = None  # set by a remote stop or shutdown; read each step
+        self.stop_reason: StopReason | None = None  # set by a remote stop or shutdown; read each step
         self._idle = asyncio.Event()  # no charging session running
         self._idle.set()
         self._cp: OcppChargePoint | None = None
@@ -120,10 +108,13 @@ class StationAgent:
         self._starts.put_nowait((pending, charging_profile))
 
     def remote_stop_accepted(self, transaction_id: str) -> None:
-        self._stop_reason = StopReason.REMOTE
+        self.stop_reason = StopReason.REMOTE
 
     def enqueue(self, messages: list[Outbound]) -> None:
         self.outbox.put(messages)
+
+    def variables_changed(self, changes: list[Change]) -> None:
+        self.devices.changed(changes)
 
     def security_event(self, event_type: str, tech_info: str) -> None:
         """Record a security event; it goes out as SecurityEventNotification once the CSMS accepted us."""
@@ -166,12 +157,14 @@ class StationAgent:
                         self._session,
                         options=self._connect,
                         on_security_event=self.security_event,
+                        backoff=self.devices.current_backoff,
                     ),
                     name=f"{self.station_id}:connection",
                 )
                 tg.create_task(self._evse_controller(), name=f"{self.station_id}:evse{EVSE_ID}")
         finally:
             self.outbox.close()
+            self.devices.close()
 
     def _end_interrupted_transactions(self) -> None:
         for last_event in self.outbox.open_transactions():
@@ -190,7 +183,7 @@ class StationAgent:
         then stay in the durable outbox and go out after the next start.
         """
         self.log.info("shutdown_requested", session_running=not self._idle.is_set())
-        self._stop_reason = StopReason.LOCAL
+        self.stop_reason = StopReason.LOCAL
         try:
             async with asyncio.timeout(timeout_s):
                 await self._idle.wait()
@@ -201,7 +194,13 @@ class StationAgent:
 
     async def _session(self, ws: ClientConnection) -> None:
         cp = OcppChargePoint(
-            self.station_id, ws, self.core, self, self.settings.ocpp.response_timeout_s, self.clock.now
+            self.station_id,
+            ws,
+            self.core,
+            self,
+            self.settings.ocpp.response_timeout_s,
+            self.clock.now,
+            device_model=self.devices.model,
         )
         async with asyncio.TaskGroup() as tg:
             tg.create_task(cp.start(), name=f"{self.station_id}:ocpp-reader")
@@ -212,13 +211,15 @@ class StationAgent:
             self.booted.set()
             self._flush_security_events()
             try:
-                for message in self.core.status_notifications(self.clock.now()):
+                now, now_s = self.clock.now(), self.clock.monotonic()
+                for message in self.core.reconnect_status_notifications(now, now_s):  # B04: OfflineThreshold
                     await cp.send(message)
                 tg.create_task(self._heartbeat(cp), name=f"{self.station_id}:heartbeat")
                 await self.outbox.deliver(cp.send)
             finally:
                 self.outbox.online = False
                 self._cp = None
+                self.core.went_offline(self.clock.monotonic())
 
     async def _boot(self, cp: OcppChargePoint) -> None:
         """B01-B03: BootNotification until Accepted, waiting the interval the CSMS gives."""
@@ -227,12 +228,20 @@ class StationAgent:
             wait_s = self.core.on_boot_response(response["status"], float(response["interval"]))
             self.log.info("boot_response", status=response["status"], interval_s=response["interval"])
             if self.core.accepted:
+                self.devices.boot_accepted()
                 return
             await self.clock.sleep(wait_s)
 
     async def _heartbeat(self, cp: OcppChargePoint) -> None:
+        changed = self.devices.heartbeat_changed
         while True:
-            await self.clock.sleep(self.core.heartbeat_interval_s)
+            changed.clear()
+            try:  # a new HeartbeatInterval (SetVariables) restarts the wait at once
+                async with asyncio.timeout(self.core.heartbeat_interval_s):
+                    await changed.wait()
+                continue
+            except TimeoutError:
+                pass
             try:
                 await cp.send(self.core.heartbeat_request())
             except ProtocolError as exc:
@@ -242,11 +251,11 @@ class StationAgent:
     async def _evse_controller(self) -> None:
         while True:
             pending, profile = await self._starts.get()
-            authorized = not self.settings.ocpp.authorize_remote_start or await self._authorize(pending)
+            authorized = not self.core.authorize_remote_start or await self._authorize(pending)
             if not authorized:
                 self.core.abandon_start(pending)
                 continue
-            self._stop_reason = None
+            self.stop_reason = None
             self._idle.clear()
             self.enqueue(
                 self.core.start_transaction(
@@ -277,114 +286,4 @@ class StationAgent:
         return bool(status == "Accepted")
 
     async def _charge_session(self, tx_id: str | None) -> SessionResult:
-        started_s = self.clock.monotonic()
-        energy_at_start = self.energy_wh
-        link = self._bms_factory()
-        info: PackInfo | None = None
-        reason = StopReason.LOCAL
-        try:
-            info = await link.start_session()
-            self.log.info("bms_session_started", battery=info.battery_type, soc=info.soc)
-            reason = await self._control_loop(link, info)
-            await link.stop_session(reason)  # idempotent: completes the BST/CST and BSD/CSD exchange
-        except BmsLinkError as exc:
-            self.log.error("bms_session_failed", error=str(exc))
-            reason = link.end_reason or StopReason.BMS_TIMEOUT
-        finally:
-            await link.close()
-        sample = self.core.evses[EVSE_ID].last_sample
-        if sample is not None:
-            sample = MeterSample(self.energy_wh, 0.0, 0.0, sample.voltage_v, sample.soc, sample.cell_temp_c)
-            self.core.record_sample(EVSE_ID, sample)
-        self.enqueue(self.core.end_transaction(EVSE_ID, self.clock.now(), reason, sample))
-        result = SessionResult(
-            tx_id, info, reason, self.energy_wh - energy_at_start, self.clock.monotonic() - started_s
-        )
-        self.log.info(
-            "session_ended",
-            reason=reason,
-            energy_kwh=round(result.energy_wh / 1000, 3),
-            minutes=round(result.duration_s / 60, 1),
-        )
-        return result
-
-    async def _control_loop(self, link: BmsLink, info: PackInfo) -> StopReason:
-        previous_a = 0.0
-        last_s: float | None = None
-        charging = False
-        async for telemetry in link.telemetry():
-            now_s = self.clock.monotonic()
-            dt_s = 0.0 if last_s is None else now_s - last_s
-            last_s = now_s
-            self._meter(telemetry, dt_s, previous_a)
-            if self._stop_reason is not None:
-                await link.stop_session(self._stop_reason)
-                return self._stop_reason
-            decision = self._decide(telemetry, info, previous_a, dt_s)
-            if decision.stop:
-                self.log.warning("envelope_stop", reason=decision.explanation)
-                await link.stop_session(StopReason.SAFETY_ENVELOPE)
-                return StopReason.SAFETY_ENVELOPE
-            voltage_v = min(
-                telemetry.request.voltage_v, info.max_pack_voltage_v, self.limits.charger_max_voltage_v
-            )
-            await link.command(ChargeCommand(output_voltage_v=voltage_v, output_current_a=decision.current_a))
-            previous_a = decision.current_a
-            if decision.current_a > 0 and not charging:
-                charging = True
-                self.enqueue(
-                    self.core.charging_state_changed(
-                        EVSE_ID,
-                        ChargingState.CHARGING,
-                        self.clock.now(),
-                        self.core.evses[EVSE_ID].last_sample,
-                    )
-                )
-            self.enqueue(self.core.meter_update(EVSE_ID, self.clock.now(), now_s))
-            if self._on_step is not None:
-                self._on_step(
-                    StepRecord(
-                        now_s,
-                        telemetry.soc,
-                        decision.current_a,
-                        self._csms_limit(telemetry),
-                        telemetry.pack_voltage_v,
-                        telemetry.cell_temp_max_c,
-                        "cc_cv_curve"
-                        if decision.binding_constraint == "proposal"
-                        else decision.binding_constraint,
-                        self.energy_wh,
-                    )
-                )
-        return link.end_reason or StopReason.STOPPED_BY_EV
-
-    def _csms_limit(self, telemetry: PackTelemetry) -> float | None:
-        return self.core.limit_a(EVSE_ID, self.clock.now(), max(telemetry.pack_voltage_v, 1.0))
-
-    def _decide(self, telemetry: PackTelemetry, info: PackInfo, previous_a: float, dt_s: float) -> Decision:
-        proposal = cc_cv_current_a(telemetry, info.rated_capacity_ah)
-        if not math.isfinite(proposal):
-            self.log.error("proposal_invalid", proposal=proposal)
-        return decide(
-            telemetry,
-            proposed_current_a=proposal,
-            csms_limit_a=self._csms_limit(telemetry),
-            grid_limit_a=None,
-            previous_current_a=previous_a,
-            dt_s=dt_s,
-            limits=self.limits,
-            capacity_ah=info.rated_capacity_ah,
-        )
-
-    def _meter(self, telemetry: PackTelemetry, dt_s: float, current_a: float) -> None:
-        """Integrate the DC output energy over the last step (the current we delivered at this voltage)."""
-        self.energy_wh += telemetry.pack_voltage_v * current_a * dt_s / 3600.0
-        sample = MeterSample(
-            energy_wh=self.energy_wh,
-            power_w=telemetry.pack_voltage_v * telemetry.pack_current_a,
-            current_a=telemetry.pack_current_a,
-            voltage_v=telemetry.pack_voltage_v,
-            soc=telemetry.soc,
-            cell_temp_c=telemetry.cell_temp_max_c,
-        )
-        self.core.record_sample(EVSE_ID, sample)
+        return await ChargingSession(self, tx_id).run()

@@ -20,7 +20,8 @@ from chargeagent.vtime import run_virtual
 from simulators.csms import EmbeddedCsms
 from simulators.ev import SimulatedEv, can_link_factory
 from simulators.pack import PackSpec
-from station.agent import SessionResult, StationAgent, StepRecord
+from station.agent import StationAgent
+from station.charging import SessionResult, StepRecord
 
 SCALE = 4.0  # GB/T periods ×4 (BCL every 200 ms), well inside the 1 s / 5 s timeouts
 _channels = itertools.count()

@@ -1,0 +1,219 @@
+"""One charging session on one EVSE: BMS handshake, the control loop, metering, the transaction's end.
+
+Per telemetry sample: integrate the meter, let the curve controller (`policy.closed_loop`) propose a
+current (the learned curve, or CC-CV when the model is off or cannot answer), let the safety envelope
+decide (it only ever lowers), command the charger, report meter values. The agent owns the session's
+inputs (OCPP core, clock, limits, the stop request) and the meter register; this module owns the loop.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from bms_link.base import BmsLink
+from bms_link.models import ChargeCommand, PackInfo, PackTelemetry, StopReason
+from chargeagent.config import Settings
+from chargeagent.errors import BmsLinkError
+from policy.closed_loop import FALLBACK_CURVE, ControllerSettings, CurveController
+from policy.envelope import Decision, EnvelopeLimits, cc_cv_current_a, decide
+from policy.plan import CurvePolicy
+from station.protocol.transaction import ChargingState, MeterSample
+
+if TYPE_CHECKING:
+    from station.agent import StationAgent
+
+EVSE_ID = 1  # this slice drives one EVSE with one connector
+
+
+@dataclass(frozen=True, slots=True)
+class StepRecord:
+    """One control step, for reports and the fleet simulator."""
+
+    t_s: float
+    soc: float
+    current_a: float
+    limit_a: float | None
+    pack_voltage_v: float
+    cell_temp_max_c: float
+    binding_constraint: str
+    energy_wh: float
+
+
+@dataclass(frozen=True, slots=True)
+class SessionResult:
+    transaction_id: str | None
+    info: PackInfo | None
+    reason: StopReason
+    energy_wh: float
+    duration_s: float
+    plan_source: str = "fallback"  # where the last charge plan came from: "model" | "fallback"
+    plans_made: int = 0
+    plan_explanation: str = ""
+
+
+def curve_policy(settings: Settings, limits: EnvelopeLimits) -> CurvePolicy | None:
+    """The learned-curve planner, or None when the operator switched the model off (CC-CV only)."""
+    if not settings.policy.model_enabled:
+        return None
+    path = settings.policy.model_path
+    return CurvePolicy(limits=limits) if path is None else CurvePolicy(path, limits=limits)
+
+
+class ChargingSession:
+    """Runs one session for `agent` (create one per accepted start)."""
+
+    def __init__(self, agent: StationAgent, tx_id: str | None) -> None:
+        self.agent = agent
+        self.tx_id = tx_id
+        self.log = agent.log
+        self._controller: CurveController | None = None
+
+    async def run(self) -> SessionResult:
+        """Handshake, charge until someone stops, end the transaction; BMS link errors end it, never raise."""
+        started_s = self.agent.clock.monotonic()
+        energy_at_start = self.agent.energy_wh
+        link = self.agent.bms_factory()
+        info: PackInfo | None = None
+        reason = StopReason.LOCAL
+        try:
+            info = await link.start_session()
+            self.log.info("bms_session_started", battery=info.battery_type, soc=info.soc)
+            self._controller = self._new_controller(info)
+            reason = await self._control_loop(link, info)
+            await link.stop_session(reason)  # idempotent: completes the BST/CST and BSD/CSD exchange
+        except BmsLinkError as exc:
+            self.log.error("bms_session_failed", error=str(exc))
+            reason = link.end_reason or StopReason.BMS_TIMEOUT
+        finally:
+            await link.close()
+        sample = self.agent.core.evses[EVSE_ID].last_sample
+        if sample is not None:
+            sample = MeterSample(
+                self.agent.energy_wh, 0.0, 0.0, sample.voltage_v, sample.soc, sample.cell_temp_c
+            )
+            self.agent.core.record_sample(EVSE_ID, sample)
+        self.agent.enqueue(self.agent.core.end_transaction(EVSE_ID, self.agent.clock.now(), reason, sample))
+        ctl = self._controller
+        plan = ctl.plan if ctl is not None else None
+        result = SessionResult(
+            self.tx_id,
+            info,
+            reason,
+            self.agent.energy_wh - energy_at_start,
+            self.agent.clock.monotonic() - started_s,
+            plan_source=plan.source if plan is not None else "fallback",
+            plans_made=ctl.plans_made if ctl is not None else 0,
+            plan_explanation=plan.explanation if plan is not None else "CC-CV fallback (model off)",
+        )
+        self.log.info(
+            "session_ended",
+            reason=reason,
+            energy_kwh=round(result.energy_wh / 1000, 3),
+            minutes=round(result.duration_s / 60, 1),
+        )
+        return result
+
+    async def _control_loop(self, link: BmsLink, info: PackInfo) -> StopReason:
+        previous_a = 0.0
+        last_s: float | None = None
+        charging = False
+        async for telemetry in link.telemetry():
+            now_s = self.agent.clock.monotonic()
+            dt_s = 0.0 if last_s is None else now_s - last_s
+            last_s = now_s
+            self._meter(telemetry, dt_s, previous_a)
+            if self.agent.stop_reason is not None:
+                await link.stop_session(self.agent.stop_reason)
+                return self.agent.stop_reason
+            decision = self._decide(telemetry, info, previous_a, dt_s)
+            if decision.stop:
+                self.log.warning("envelope_stop", reason=decision.explanation)
+                await link.stop_session(StopReason.SAFETY_ENVELOPE)
+                return StopReason.SAFETY_ENVELOPE
+            voltage_v = min(
+                telemetry.request.voltage_v, info.max_pack_voltage_v, self.agent.limits.charger_max_voltage_v
+            )
+            await link.command(ChargeCommand(output_voltage_v=voltage_v, output_current_a=decision.current_a))
+            previous_a = decision.current_a
+            if decision.current_a > 0 and not charging:
+                charging = True
+                self.agent.enqueue(
+                    self.agent.core.charging_state_changed(
+                        EVSE_ID,
+                        ChargingState.CHARGING,
+                        self.agent.clock.now(),
+                        self.agent.core.evses[EVSE_ID].last_sample,
+                    )
+                )
+            self.agent.enqueue(self.agent.core.meter_update(EVSE_ID, self.agent.clock.now(), now_s))
+            if self.agent.on_step is not None:
+                self.agent.on_step(
+                    StepRecord(
+                        now_s,
+                        telemetry.soc,
+                        decision.current_a,
+                        self._csms_limit(telemetry),
+                        telemetry.pack_voltage_v,
+                        telemetry.cell_temp_max_c,
+                        decision.binding_constraint,
+                        self.agent.energy_wh,
+                    )
+                )
+        return link.end_reason or StopReason.STOPPED_BY_EV
+
+    def _csms_limit(self, telemetry: PackTelemetry) -> float | None:
+        return self.agent.core.limit_a(EVSE_ID, self.agent.clock.now(), max(telemetry.pack_voltage_v, 1.0))
+
+    def _new_controller(self, info: PackInfo) -> CurveController | None:
+        if self.agent.policy is None:
+            return None
+        p = self.agent.settings.policy
+        return CurveController(
+            self.agent.policy,
+            info,
+            ControllerSettings(
+                preference=p.preference,
+                target_soc=p.target_soc,
+                ambient_c=p.ambient_c,
+                assumed_soh=p.assumed_soh,
+                replan_interval_s=p.replan_interval_s,
+                temp_margin_c=p.temp_margin_c,
+            ),
+        )
+
+    def _decide(self, telemetry: PackTelemetry, info: PackInfo, previous_a: float, dt_s: float) -> Decision:
+        """The proposal (learned curve, or CC-CV), then the envelope decides; it only ever lowers."""
+        name = FALLBACK_CURVE
+        if self._controller is not None:
+            proposal, name = self._controller.propose(telemetry, self.agent.clock.monotonic())
+        else:
+            proposal = cc_cv_current_a(telemetry, info.rated_capacity_ah)
+        if not math.isfinite(proposal):
+            self.log.error("proposal_invalid", proposal=proposal, reaction="CC-CV fallback")
+            name = FALLBACK_CURVE
+        return decide(
+            telemetry,
+            proposed_current_a=proposal,
+            csms_limit_a=self._csms_limit(telemetry),
+            grid_limit_a=None,
+            previous_current_a=previous_a,
+            dt_s=dt_s,
+            limits=self.agent.limits,
+            capacity_ah=info.rated_capacity_ah,
+            proposal_name=name,
+        )
+
+    def _meter(self, telemetry: PackTelemetry, dt_s: float, current_a: float) -> None:
+        """Integrate the DC output energy over the last step (the current we delivered at this voltage)."""
+        self.agent.energy_wh += telemetry.pack_voltage_v * current_a * dt_s / 3600.0
+        sample = MeterSample(
+            energy_wh=self.agent.energy_wh,
+            power_w=telemetry.pack_voltage_v * telemetry.pack_current_a,
+            current_a=telemetry.pack_current_a,
+            voltage_v=telemetry.pack_voltage_v,
+            soc=telemetry.soc,
+            cell_temp_c=telemetry.cell_temp_max_c,
+        )
+        self.agent.core.record_sample(EVSE_ID, sample)
