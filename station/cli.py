@@ -47,6 +47,11 @@ def main(
     log_level: Annotated[str | None, typer.Option(help="debug | info | warning | error")] = None,
 ) -> None:
     _state.config, _state.log_format, _state.log_level = config, log_format, log_level
+    # Logs go to stderr from the first line on, so `--json` output on stdout stays parseable; commands
+    # that load the settings reconfigure with the configured format and level.
+    fmt = log_format if log_format in ("console", "json") else "console"
+    level = log_level if log_level in ("debug", "info", "warning", "error") else "info"
+    configure_logging(fmt, level)  # type: ignore[arg-type]
 
 
 def _settings(overrides: dict[str, Any] | None = None, config: Path | None = None) -> Settings:
@@ -274,6 +279,15 @@ async def _serve_csms(host: str, port: int, auto_start: bool) -> None:
 def _register_command_modules() -> None:
     """Commands that live in their own modules (so cli.py stays short): each has `register(app)`."""
     # One import + register line per module, alphabetical.
+    from station import cli_health  # noqa: PLC0415
+
+    cli_health.register(app)
+    from station import cli_grid  # noqa: PLC0415
+
+    cli_grid.register(app)
+    from station import cli_policy  # noqa: PLC0415
+
+    cli_policy.register(app)
 
 
 _register_command_modules()

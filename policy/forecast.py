@@ -1,0 +1,287 @@
+"""Site load forecaster: p10/p50/p90 of the aggregate load for the next 24-36 h in 15-min intervals.
+
+Method (docs/forecast.md): one HistGradientBoostingRegressor(loss="quantile") per quantile over pooled
+direct multi-horizon rows (`policy.forecast_features`): calendar, lags, recent level and trend, lead time.
+Known future: EVs already plugged in draw their remaining energy at full power until full or departure.
+ - fitted with the sessions history: the model learns the load *not yet committed* at each origin
+   (target = load - committed), and the committed load is added back to every quantile (it is treated as
+   certain), so nothing is counted twice;
+ - fitted without sessions: the model's quantiles already include a typical plugged-in share, so the
+   committed load only acts as a floor (each quantile = max(quantile, committed)).
+Cold start (< `min_history_days` of history): a seasonal profile (per weekday/weekend and slot of day,
+empirical quantiles over the days seen), reported as `method="seasonal_profile"` and in a log line.
+Quantiles are sorted per interval (never cross) and clipped at 0. Deterministic: fixed `random_state`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import structlog
+
+from policy.forecast_features import (
+    FEATURES,
+    ChargingIntervals,
+    FloatArray,
+    ForecastError,
+    IntArray,
+    SeriesIndex,
+    committed_rows,
+    feature_rows,
+)
+from policy.forecast_io import LoadHistory, format_utc
+
+log = structlog.get_logger(__name__)
+QUANTILES = (0.1, 0.5, 0.9)
+SCHEMA_VERSION = 1
+_DAY_S = 86_400
+
+
+def load_sklearn() -> Any:
+    """scikit-learn is the `grid` extra: import lazily, one clear line when it is missing."""
+    try:
+        from sklearn.ensemble import HistGradientBoostingRegressor  # noqa: PLC0415
+    except ImportError:
+        raise ForecastError(
+            "the load forecaster needs scikit-learn: pip install 'chargeagent[grid]'"
+        ) from None
+    return HistGradientBoostingRegressor
+
+
+@dataclass(frozen=True)
+class ForecastConfig:
+    max_horizon_steps: int = 144  # 36 h of 15-min intervals
+    min_history_days: float = 14.0  # below this: seasonal profile (cold start)
+    max_iter: int = 150
+    learning_rate: float = 0.05
+    max_leaf_nodes: int = 15
+    min_samples_leaf: int = 100
+    l2_regularization: float = 1.0
+    origin_step: int = 12  # training cutoffs every 3 h (at 15-min steps), so every lead meets every slot
+    max_rows: int = 40_000  # seeded subsample above this: adjacent cutoffs add little but cost time
+    threads: int | None = 1  # OpenMP threads for sklearn (None = all cores; see fit_gbm)
+    random_state: int = 0
+
+
+@dataclass(frozen=True)
+class Forecast:
+    start_s: int
+    step_s: int
+    p10_kw: FloatArray
+    p50_kw: FloatArray
+    p90_kw: FloatArray
+    method: str  # "quantile_gbm" | "seasonal_profile"
+    committed_kw: FloatArray = field(default_factory=lambda: np.zeros(0))  # known future included above
+
+    def times_s(self) -> IntArray:
+        return self.start_s + self.step_s * np.arange(len(self.p50_kw), dtype=np.int64)
+
+    def resampled(self, interval_s: int) -> Forecast:
+        """Average onto a coarser grid (a multiple of step); means of sorted quantiles stay sorted."""
+        factor = interval_s // self.step_s
+        if factor <= 1:
+            return self
+        n = len(self.p50_kw) // factor * factor
+
+        def mean(a: FloatArray) -> FloatArray:
+            return np.asarray(a[:n].reshape(-1, factor).mean(axis=1), dtype=np.float64)
+
+        committed = mean(self.committed_kw) if len(self.committed_kw) else self.committed_kw
+        return Forecast(
+            self.start_s,
+            interval_s,
+            mean(self.p10_kw),
+            mean(self.p50_kw),
+            mean(self.p90_kw),
+            self.method,
+            committed,
+        )
+
+
+def finish_quantiles(raw: FloatArray) -> FloatArray:
+    """(rows, 3) → sorted per row, non-negative, no -0.0."""
+    return np.maximum(np.sort(raw, axis=1), 0.0) + 0.0
+
+
+class LoadForecaster:
+    """`fit(history[, sessions])` then `predict(start_s, horizon_steps)`; refit on your schedule."""
+
+    def __init__(self, config: ForecastConfig | None = None) -> None:
+        self.config = config or ForecastConfig()
+        self.history: LoadHistory | None = None
+        self.sessions: ChargingIntervals | None = None
+        self.models: list[Any] = []
+        self.method = "unfitted"
+
+    def fit(self, history: LoadHistory, sessions: ChargingIntervals | None = None) -> LoadForecaster:
+        self.history, self.sessions, self.models = history, sessions, []
+        if not np.isfinite(history.load_kw).any():
+            raise ForecastError("the history has no load values")
+        if history.days() < self.config.min_history_days:
+            self.method = "seasonal_profile"
+            log.info(
+                "forecast_cold_start",
+                method=self.method,
+                history_days=round(history.days(), 2),
+                min_history_days=self.config.min_history_days,
+            )
+            return self
+        x, y = training_rows(history, self.config, sessions, FEATURES)
+        # Zero-mean tie-breaking jitter (< 10 W): with many exact zeros (nights) the initial quantile sits
+        # on a tie, sklearn's pinball gradient (-q where y >= prediction) is then the same for every row
+        # and no tree can split: the p50 model stayed at 0 kW everywhere without it.
+        y = y + np.random.default_rng(self.config.random_state).uniform(-0.01, 0.01, size=len(y))
+        self.models = [fit_gbm(x, y, self.config, q) for q in QUANTILES]
+        self.method = "quantile_gbm"
+        return self
+
+    def predict(
+        self,
+        start_s: int,
+        horizon_steps: int,
+        *,
+        history: LoadHistory | None = None,
+        plugged_in: ChargingIntervals | None = None,
+    ) -> Forecast:
+        """Quantiles for [start_s, start_s + horizon_steps·step). `history` (newer data, same grid) updates
+        the lags without a refit; `plugged_in` defaults to the fitted sessions still charging at start."""
+        fitted = self.history
+        if fitted is None:
+            raise ForecastError("predict() before fit()")
+        hist = history or fitted
+        step = hist.step_s
+        if (start_s - hist.start_s) % step:
+            raise ForecastError(f"start {format_utc(start_s)} is not on the {step // 60}-min grid")
+        first = (start_s - hist.start_s) // step
+        if first < len(hist.load_kw):
+            raise ForecastError(f"start {format_utc(start_s)} is inside the history (history only before it)")
+        lead_max = first + horizon_steps - len(hist.load_kw)
+        if self.method == "quantile_gbm" and lead_max > self.config.max_horizon_steps:
+            raise ForecastError(
+                f"forecast reaches {lead_max * step / 3600:g} h past the history; fitted for "
+                f"{self.config.max_horizon_steps * step / 3600:g} h"
+            )
+        if plugged_in is None and self.sessions is not None:
+            plugged_in = self.sessions.active_at(start_s)
+        committed = np.zeros(horizon_steps)
+        if plugged_in is not None and len(plugged_in.on_s):
+            committed = committed_rows(plugged_in, np.asarray([float(start_s)]), step, horizon_steps)[0]
+        target = np.arange(first, first + horizon_steps, dtype=np.int64)
+        if self.method == "seasonal_profile":
+            raw = seasonal_profile(hist, target)
+            raw = np.maximum(raw, committed[:, None])
+        else:
+            index = SeriesIndex.build(hist.load_kw, 7 * _DAY_S // step)
+            cutoff = np.full(horizon_steps, len(hist.load_kw), dtype=np.int64)
+            x = feature_rows(index, hist.start_s, step, cutoff, target, FEATURES)
+            raw = np.column_stack([model.predict(x) for model in self.models])
+            if self.sessions is not None:  # residual (not yet committed) load is >= 0 by definition
+                raw = np.maximum(raw, 0.0) + committed[:, None]
+            else:
+                raw = np.maximum(raw, committed[:, None])
+        q = finish_quantiles(raw)
+        return Forecast(start_s, step, q[:, 0], q[:, 1], q[:, 2], self.method, committed)
+
+
+def training_rows(
+    history: LoadHistory, config: ForecastConfig, sessions: ChargingIntervals | None, names: tuple[str, ...]
+) -> tuple[FloatArray, FloatArray]:
+    """(features, target) for every training cutoff × lead with a known target, subsampled to max_rows.
+    With `sessions`, the target is the load not yet committed at the cutoff (see module docstring)."""
+    horizon = config.max_horizon_steps
+    cutoffs = training_cutoffs(history, config)
+    cutoff, target = np.repeat(cutoffs, horizon), (cutoffs[:, None] + np.arange(horizon)).ravel()
+    keep = target < len(history.load_kw)
+    cutoff, target = cutoff[keep], target[keep]
+    y = history.load_kw[target]
+    if sessions is not None:
+        cutoff_s = (history.start_s + cutoffs * history.step_s).astype(np.float64)
+        y = y - committed_rows(sessions, cutoff_s, history.step_s, horizon).ravel()[keep]
+    ok = np.flatnonzero(np.isfinite(y))
+    if len(ok) > config.max_rows:
+        rng = np.random.default_rng(config.random_state)
+        ok = np.sort(rng.choice(ok, config.max_rows, replace=False))
+    index = SeriesIndex.build(history.load_kw, 7 * _DAY_S // history.step_s)
+    x = feature_rows(index, history.start_s, history.step_s, cutoff[ok], target[ok], names)
+    return x, y[ok]
+
+
+def fit_gbm(x: FloatArray, y: FloatArray, config: ForecastConfig, quantile: float | None) -> Any:
+    """One HistGradientBoostingRegressor: pinball loss at `quantile`, or squared error when None."""
+    regressor = load_sklearn()
+    from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]  # noqa: PLC0415
+
+    kind: dict[str, Any] = {"loss": "squared_error"}
+    if quantile is not None:
+        kind = {"loss": "quantile", "quantile": quantile}
+    model = regressor(
+        **kind,
+        max_iter=config.max_iter,
+        learning_rate=config.learning_rate,
+        max_leaf_nodes=config.max_leaf_nodes,
+        min_samples_leaf=config.min_samples_leaf,
+        l2_regularization=config.l2_regularization,
+        early_stopping=False,
+        random_state=config.random_state,
+    )
+    # An oversubscribed OpenMP pool is 5-20x slower on a busy 2-core box: let callers pin the threads.
+    with threadpool_limits(limits=config.threads):
+        return model.fit(x, y)
+
+
+def training_cutoffs(history: LoadHistory, config: ForecastConfig) -> IntArray:
+    """Training origins: every `origin_step` intervals from day 1 on, aligned to midnight (UTC)."""
+    per_day = _DAY_S // history.step_s
+    n = len(history.load_kw)
+    step = config.origin_step
+    offset = (history.start_s // history.step_s) % per_day  # grid index of the first interval in its day
+    first = per_day + (-(offset + per_day)) % step
+    return np.arange(first, n, step, dtype=np.int64)
+
+
+def seasonal_profile(history: LoadHistory, target: IntArray) -> FloatArray:
+    """Cold-start quantiles: per slot of day, the same day type (weekday/weekend) if seen, else any day."""
+    step = history.step_s
+    per_day = _DAY_S // step
+    y = history.load_kw
+    times = history.start_s + step * np.arange(len(y), dtype=np.int64)
+    slot = (times % _DAY_S) // step
+    weekend = (((times // _DAY_S) + 3) % 7) >= 5
+    t_times = history.start_s + step * target
+    t_slot = (t_times % _DAY_S) // step
+    t_weekend = (((t_times // _DAY_S) + 3) % 7) >= 5
+    ok = np.isfinite(y)
+    fallback = np.nanquantile(y, QUANTILES) if ok.any() else np.zeros(3)
+    out = np.empty((len(target), 3))
+    for i in range(len(target)):
+        same = ok & (slot == t_slot[i]) & (weekend == t_weekend[i])
+        if not same.any():
+            same = ok & (slot == t_slot[i])
+        out[i] = np.quantile(y[same], QUANTILES) if same.any() and per_day > 0 else fallback
+    return out
+
+
+def forecast_message(forecast: Forecast, site_id: str, generated_at_s: float) -> dict[str, Any]:
+    """The upstream message (MQTT `chargeagent/{site_id}/forecast`, OpenADR report payload);
+    `config/schemas/forecast.schema.json` is its schema."""
+    return {
+        "site_id": site_id,
+        "generated_at": format_utc(generated_at_s),
+        "interval_minutes": forecast.step_s // 60,
+        "unit": "kW",
+        "method": forecast.method,
+        "intervals": [
+            {
+                "start": format_utc(float(t)),
+                "p10": round(float(a), 3),
+                "p50": round(float(b), 3),
+                "p90": round(float(c), 3),
+            }
+            for t, a, b, c in zip(
+                forecast.times_s(), forecast.p10_kw, forecast.p50_kw, forecast.p90_kw, strict=True
+            )
+        ],
+        "schema_version": SCHEMA_VERSION,
+    }

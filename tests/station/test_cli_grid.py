@@ -1,0 +1,182 @@
+"""`chargeagent site-load`, `forecast` and `backtest-forecast` as users run them (real subprocesses)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import jsonschema
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+CLI = [sys.executable, "-m", "station.cli"]
+START = "2024-01-22T00:00:00Z"  # the Monday after 21 generated days
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*CLI, *args],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=REPO,
+        env=dict(os.environ),
+        check=False,
+    )
+
+
+def read_rows(path: Path) -> list[list[str]]:
+    with path.open() as handle:
+        return list(csv.reader(handle))
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory):
+    out = tmp_path_factory.mktemp("site")
+    history, sessions = out / "HISTORY.csv", out / "SESSIONS.csv"
+    result = run_cli(
+        "site-load", "--site", "config/sites/workplace.toml", "--days", "21", "--stations", "20",
+        "--seed", "1", "--out", str(history), "--sessions-out", str(sessions),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "sessions" in result.stdout
+    return history, sessions
+
+
+def test_site_load_is_reproducible_and_in_the_contract_format(generated, tmp_path):
+    history, sessions = generated
+    rows = read_rows(history)
+    assert rows[0] == ["interval_start", "load_kw"]
+    assert len(rows) == 1 + 21 * 96
+    assert rows[1][0] == "2024-01-01T00:00:00Z"
+    assert read_rows(sessions)[0] == [
+        "session_id", "station_id", "connection_time", "disconnect_time", "kwh_delivered",
+    ]  # fmt: skip
+    again = tmp_path / "again.csv"
+    assert run_cli(
+        "site-load", "--site", "config/sites/workplace.toml", "--days", "21", "--stations", "20",
+        "--seed", "1", "--out", str(again),
+    ).returncode == 0  # fmt: skip
+    assert again.read_bytes() == history.read_bytes()
+
+
+def test_forecast_writes_36_h_of_sorted_non_negative_quantiles(generated, tmp_path):
+    history, sessions = generated
+    out, message = tmp_path / "FORECAST.csv", tmp_path / "forecast.json"
+    result = run_cli(
+        "forecast", "--history", str(history), "--sessions", str(sessions), "--start", START,
+        "--horizon-h", "36", "--interval-min", "15", "--out", str(out), "--message-out", str(message),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "quantile_gbm" in result.stdout
+    rows = read_rows(out)
+    assert rows[0] == ["interval_start", "p10_kw", "p50_kw", "p90_kw"]
+    assert len(rows) == 1 + 144
+    assert rows[1][0] == START
+    assert rows[-1][0] == "2024-01-23T11:45:00Z"
+    values = np.array([[float(v) for v in row[1:]] for row in rows[1:]])
+    assert np.all(np.isfinite(values))
+    assert np.all(values >= 0)
+    assert np.all(np.diff(values, axis=1) >= 0)
+    assert values[36, 1] > values[12, 1]  # Monday 9:00 busier than 3:00
+    schema = json.loads((REPO / "config" / "schemas" / "forecast.schema.json").read_text())
+    jsonschema.validate(json.loads(message.read_text()), schema)
+
+
+def test_hourly_output_and_cold_start_note(generated, tmp_path):
+    history, _ = generated
+    short = tmp_path / "short.csv"
+    short.write_text("".join(history.read_text().splitlines(keepends=True)[: 1 + 5 * 96]))
+    out = tmp_path / "F.csv"
+    result = run_cli(
+        "forecast", "--history", str(short), "--start", "2024-01-06T00:00:00Z", "--horizon-h", "24",
+        "--interval-min", "60", "--out", str(out),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "seasonal_profile" in result.stderr
+    rows = read_rows(out)
+    assert len(rows) == 1 + 24
+    assert rows[2][0] == "2024-01-06T01:00:00Z"
+
+
+@pytest.mark.parametrize(
+    ("edit", "args", "expected"),
+    [
+        (
+            lambda text: text.replace("\n2024-01-03T10:00:00Z,", "\n2024-01-03T10:00:00Z,x"),
+            (),
+            "row 233 (line 234)",
+        ),
+        (
+            lambda text: text.replace("\n2024-01-03T10:00:00Z,", "\n2024-01-03 10:07Z,"),
+            (),
+            "row 233 (line 234)",
+        ),
+        (lambda text: text, ("--start", "2024-01-21T00:00:00Z"), "must end by --start"),
+        (lambda text: text, ("--start", "monday"), "--start: not an ISO 8601 time"),
+        (lambda text: text, ("--interval-min", "20"), "--interval-min must be a positive multiple of 15"),
+        (lambda text: text, ("--horizon-h", "0"), "--horizon-h must be > 0"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(generated, tmp_path, edit, args, expected):
+    history, _ = generated
+    bad = tmp_path / "HISTORY.csv"
+    bad.write_text(edit(history.read_text()))
+    base = {"--history": str(bad), "--start": START, "--out": str(tmp_path / "F.csv")}
+    base.update(dict(zip(args[::2], args[1::2], strict=True)))
+    result = run_cli("forecast", *[item for pair in base.items() for item in pair])
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("chargeagent: ")
+    assert expected in lines[0]
+    if "row" in expected:
+        assert str(bad) in lines[0]
+        assert "column" in lines[0]
+    assert not (tmp_path / "F.csv").exists()
+
+
+def test_bad_sessions_file_names_file_row_and_column(generated, tmp_path):
+    history, sessions = generated
+    bad = tmp_path / "S.csv"
+    lines = sessions.read_text().splitlines(keepends=True)
+    lines[3] = lines[3].replace(",", ",,", 1)
+    bad.write_text("".join(lines))
+    result = run_cli("forecast", "--history", str(history), "--sessions", str(bad), "--start", START,
+                     "--out", str(tmp_path / "F.csv"))  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith(f"chargeagent: {bad}, row 3 (line 4), column ")
+    assert "Traceback" not in result.stderr
+
+
+def test_site_load_bad_config_names_the_key(tmp_path):
+    site = tmp_path / "site.toml"
+    text = (REPO / "config" / "sites" / "depot.toml").read_text()
+    site.write_text(text.replace("station_max_power_kw = 50.0", "station_max_power_kw = -50.0"))
+    result = run_cli("site-load", "--site", str(site), "--out", str(tmp_path / "H.csv"))
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        f"chargeagent: {site}: site.station_max_power_kw: Input should be greater than 0 (got -50.0)"
+    )
+
+
+def test_backtest_prints_every_method_from_one_run(tmp_path):
+    history = tmp_path / "H.csv"
+    assert run_cli(
+        "site-load", "--site", "config/sites/workplace.toml", "--days", "17", "--stations", "10",
+        "--out", str(history),
+    ).returncode == 0  # fmt: skip
+    result = run_cli("backtest-forecast", "--history", str(history), "--origins", "1", "--horizon-h", "24")
+    assert result.returncode == 0, result.stderr
+    for method in ("ours", "same interval last week", "mean of last 4 same weekdays", "plain GBM"):
+        assert method in result.stdout
+    assert "WAPE" in result.stdout
+    assert "coverage" in result.stdout
+    too_many = run_cli("backtest-forecast", "--history", str(history), "--origins", "5")
+    assert too_many.returncode == 2
+    assert "need at least" in too_many.stderr
