@@ -172,7 +172,7 @@ def write_report(path: Path, rows: list[Row], policy: CurvePolicy) -> Path:
             )
             xs = [v for seg in plan.segments for v in (seg.soc_start * 100, seg.soc_end * 100)]
             ys = [seg.c_rate for seg in plan.segments for _ in (0, 1)]
-            curve_lines.append((f"budget {r.cc_minutes:.0f} min", xs, ys, False))
+            curve_lines.append((f"{r.cc_minutes:.0f} min", xs, ys, False))
         charts.append(
             f"<figure>{xy_chart(curve_lines, x_title='SoC (%)', y_title='C-rate', include_zero=True)}"
             f"<figcaption>Policy curves for the same scenario at each CC-CV time budget</figcaption></figure>"

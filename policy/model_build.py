@@ -16,7 +16,7 @@ import numpy as np
 import structlog
 
 from policy.charge_sim import HORIZONS_MIN, MAX_MINUTES, ChargeStates, simulate
-from policy.curve import CurveModel, decode, feature_matrix, feature_ranges
+from policy.curve import FEATURES, CurveModel, decode, feature_matrix, feature_ranges
 from policy.physics import FloatArray
 from policy.teacher import Dataset, generate_dataset
 from policy.train import TrainConfig, metadata_for, quantize_int8, sha256_file, to_onnx, train
@@ -149,22 +149,7 @@ def _write_card(
 ) -> None:
     n_labelled, n, n_hold = counts
     fp32, int8 = out_dir / FP32_NAME, out_dir / INT8_NAME
-    ranges = dict(
-        zip(
-            (
-                "soc",
-                "target_soc",
-                "soh",
-                "cell_temp_c",
-                "ambient_c",
-                "chemistry_lfp",
-                "max_c_rate",
-                "log_budget_ratio",
-            ),
-            feature_ranges(),
-            strict=True,
-        )
-    )
+    ranges = dict(zip(FEATURES, feature_ranges(), strict=True))
     lines = [
         "# Model card: charge_curve (chargeagent)",
         "",

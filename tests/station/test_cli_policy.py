@@ -4,30 +4,22 @@ from __future__ import annotations
 
 import itertools
 import json
+import subprocess
 from pathlib import Path
 
 from test_cli import run_cli  # same directory (pytest prepend import mode)
 
+SITUATION = {"soc": "0.1", "target-soc": "0.8", "soh": "0.9", "cell-temp-c": "25", "ambient-c": "25"}
+
+
+def run_plan(*flags: str, **options: str) -> subprocess.CompletedProcess[str]:
+    """`chargeagent plan` for SITUATION with `options` (underscores as dashes) overriding it."""
+    merged = {**SITUATION, **{k.replace("_", "-"): v for k, v in options.items()}}
+    return run_cli("plan", *itertools.chain.from_iterable((f"--{k}", v) for k, v in merged.items()), *flags)
+
 
 def test_plan_json_contract() -> None:
-    result = run_cli(
-        "plan",
-        "--soc",
-        "0.1",
-        "--target-soc",
-        "0.8",
-        "--soh",
-        "0.9",
-        "--cell-temp-c",
-        "25",
-        "--ambient-c",
-        "25",
-        "--capacity-ah",
-        "150",
-        "--max-c-rate",
-        "3",
-        "--json",
-    )
+    result = run_plan("--json", capacity_ah="150", max_c_rate="3")
     assert result.returncode == 0, result.stderr
     doc = json.loads(result.stdout)
     assert doc["source"] == "model"
@@ -42,78 +34,24 @@ def test_plan_json_contract() -> None:
 
 
 def test_plan_bad_input_falls_back_and_bad_option_exits_2() -> None:
-    result = run_cli(
-        "plan",
-        "--soc",
-        "0.1",
-        "--target-soc",
-        "0.8",
-        "--soh",
-        "0.9",
-        "--cell-temp-c",
-        "nan",
-        "--ambient-c",
-        "25",
-        "--json",
-    )
+    result = run_plan("--json", cell_temp_c="nan")
     assert result.returncode == 0, result.stderr
     doc = json.loads(result.stdout)
     assert doc["source"] == "fallback" and "nan_input:cell_temp_c" in doc["binding_constraints"]
     assert all(s["c_rate"] == 0 for s in doc["segments"])
-    bad = run_cli(
-        "plan",
-        "--soc",
-        "0.1",
-        "--target-soc",
-        "0.8",
-        "--soh",
-        "0.9",
-        "--cell-temp-c",
-        "20",
-        "--ambient-c",
-        "20",
-        "--preference",
-        "ludicrous",
-    )
+    bad = run_plan(preference="ludicrous")
     assert bad.returncode == 2 and "--preference" in bad.stderr
 
 
 def test_train_writes_models_and_card(tmp_path: Path) -> None:
-    result = run_cli(
-        "train",
-        "--out",
-        str(tmp_path),
-        "--states",
-        "8",
-        "--epochs",
-        "2",
-        "--workers",
-        "1",
-        "--population",
-        "4",
-        "--iterations",
-        "1",
-        "--seed",
-        "3",
-    )
+    options = {"out": str(tmp_path), "states": "8", "epochs": "2", "workers": "1", "population": "4"}
+    options |= {"iterations": "1", "seed": "3"}
+    result = run_cli("train", *itertools.chain.from_iterable((f"--{k}", v) for k, v in options.items()))
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "charge_curve.int8.onnx").stat().st_size > 1000
     assert "sha256" in (tmp_path / "MODEL_CARD.md").read_text()
-    plan = run_cli(
-        "plan",
-        "--soc",
-        "0.2",
-        "--target-soc",
-        "0.9",
-        "--soh",
-        "1",
-        "--cell-temp-c",
-        "25",
-        "--ambient-c",
-        "25",
-        "--model",
-        str(tmp_path / "charge_curve.int8.onnx"),
-        "--json",
+    plan = run_plan(
+        "--json", soc="0.2", target_soc="0.9", soh="1", model=str(tmp_path / "charge_curve.int8.onnx")
     )
     assert plan.returncode == 0 and json.loads(plan.stdout)["source"] == "model"
 
