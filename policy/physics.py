@@ -147,6 +147,7 @@ class _PackCore(Generic[X]):
     """
 
     params: CellParams
+    max_substep_s: float = MAX_SUBSTEP_S
     series_cells: X
     soc: X
     soh: X
@@ -192,7 +193,7 @@ class _PackCore(Generic[X]):
         self._refresh()
 
     def _advance(self, current_a: X, dt_s: float) -> None:
-        n_sub = max(1, math.ceil(dt_s / MAX_SUBSTEP_S))
+        n_sub = max(1, math.ceil(dt_s / self.max_substep_s))
         h = dt_s / n_sub
         for _ in range(n_sub):
             self._substep(current_a, h)
@@ -285,8 +286,13 @@ class PackBatch(_PackCore[FloatArray]):
         soh: FloatArray,
         cell_temp_c: FloatArray,
         ambient_c: FloatArray,
+        max_substep_s: float = MAX_SUBSTEP_S,
     ) -> None:
+        """`max_substep_s`: longer steps are split (coupling accuracy); fleets at 1-min steps may pass 60,
+        which stays stable (exact RC and thermal integration) and keeps R(T) and OCV(SoC) within a step's
+        drift (the thermal time constant is ~800 s)."""
         self.params = params
+        self.max_substep_s = max_substep_s
         self.n = int(np.asarray(soc).size)
         self.series_cells = self._array("series_cells", series_cells)
         self.soc = self._array("soc", np.asarray(soc).reshape(-1))

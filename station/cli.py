@@ -282,6 +282,9 @@ def _register_command_modules() -> None:
     from station import cli_health  # noqa: PLC0415
 
     cli_health.register(app)
+    from station import cli_fleet  # noqa: PLC0415
+
+    cli_fleet.register(app)
     from station import cli_grid  # noqa: PLC0415
 
     cli_grid.register(app)

@@ -1,0 +1,64 @@
+"""Fast-mode fleet simulation speed: station-steps per second at 1-min steps, with a same-run baseline.
+
+    .venv/bin/python bench/bench_fleet.py [--days 7] [--stations 100 1000]
+
+For each site size: the uncontrolled-charging aggregator (`simulators.arrivals.site_load_kw`: no pack
+physics, no envelope, no policy — the kind of model EV2Gym/ACN-Sim-style simulators run) as the baseline,
+then the fast mode with plain CC-CV and with the learned curve (a plan per session). Station-steps = stations
+x 1-min steps simulated; active steps = session-minutes actually charged. Target (issue #7): >= 100,000
+station-steps/s for 100 and 1,000 stations over 7 days on 2 cores (this runs on one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from policy.plan import CurvePolicy
+from simulators.arrivals import generate_sessions, site_load_kw
+from simulators.fleet import FleetSimulator
+from simulators.fleet_output import summary
+from simulators.site_config import load_site
+from station.cli_fleet import DEFAULT_SITE
+
+START_S = 1_780_272_000.0  # 2026-06-01T00:00:00Z
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--days", type=int, default=7)
+    parser.add_argument("--stations", type=int, nargs="+", default=[100, 1000])
+    args = parser.parse_args()
+    site = load_site(DEFAULT_SITE)
+    steps = args.days * 1440
+    print(
+        f"\n{'stations':>8} {'what':<32} {'sessions':>8} {'seconds':>8} "
+        f"{'station-steps/s':>16} {'active/s':>10}"
+    )
+    for stations in args.stations:
+        sessions = generate_sessions(site, START_S, args.days, stations=stations, seed=1)
+        t0 = time.perf_counter()
+        site_load_kw(sessions, START_S, steps, 60)
+        base_s = time.perf_counter() - t0
+        print(
+            f"{stations:>8} {'baseline: uncontrolled aggregator':<32} {len(sessions):>8} {base_s:>8.2f} "
+            f"{stations * steps / base_s:>16,.0f} {'-':>10}"
+        )
+        for label, policy in (("fast, CC-CV", None), ("fast, learned curve", CurvePolicy())):
+            sim = FleetSimulator(
+                sessions, start_s=START_S, days=args.days, station_power_kw=22.0, policy=policy
+            )
+            t0 = time.perf_counter()
+            result = sim.run()
+            wall_s = time.perf_counter() - t0
+            s = summary(sessions, result)
+            print(
+                f"{stations:>8} {label:<32} {len(sessions):>8} {wall_s:>8.2f} "
+                f"{stations * steps / wall_s:>16,.0f} "
+                f"{result.evse_steps / wall_s:>10,.0f}   loss/charge {s['mean_capacity_loss_ppm']:.1f} ppm, "
+                f"reached {s['reached_target_share']:.1%}"
+            )
+
+
+if __name__ == "__main__":
+    main()

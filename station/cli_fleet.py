@@ -1,0 +1,95 @@
+"""`chargeagent simulate`: a site's stations and EVs on the pack physics, faster than real time."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from chargeagent.errors import ChargeAgentError
+
+console = Console()
+DEFAULT_SITE = Path(__file__).resolve().parent.parent / "config" / "sites" / "workplace.toml"
+
+
+def simulate(
+    stations: Annotated[int | None, typer.Option(help="Stations (default: the site file's).")] = None,
+    days: Annotated[int, typer.Option(help="Simulated days.")] = 7,
+    start: Annotated[str, typer.Option(help="Start, ISO 8601 UTC (midnight).")] = "2026-06-01T00:00:00Z",
+    seed: Annotated[int, typer.Option(help="Seed: same seed, same results.")] = 0,
+    site: Annotated[Path, typer.Option(help="Site TOML (config/sites/).")] = DEFAULT_SITE,
+    sessions: Annotated[Path | None, typer.Option(help="Replay this SESSIONS.csv instead.")] = None,
+    mode: Annotated[str, typer.Option(help="fast (wire: not yet)")] = "fast",
+    policy: Annotated[str, typer.Option(help="model | cc-cv")] = "model",
+    out: Annotated[Path, typer.Option(help="Output directory.")] = Path("out"),
+) -> None:
+    """Simulate a site: sessions, site load at 1/15 min, sim_report.html (fast mode, no OCPP traffic)."""
+    from policy.forecast_io import InputFileError, parse_utc  # noqa: PLC0415
+    from policy.plan import CurvePolicy  # noqa: PLC0415
+    from simulators.arrivals import generate_sessions, read_sessions_csv  # noqa: PLC0415
+    from simulators.fleet import FleetSimulator  # noqa: PLC0415
+    from simulators.fleet_output import summary, write_outputs  # noqa: PLC0415
+    from simulators.site_config import load_site  # noqa: PLC0415
+
+    if mode != "fast":
+        _fail("--mode wire is not implemented yet (issue #7); use --mode fast")
+    if policy not in ("model", "cc-cv") or days < 1:
+        _fail("--policy must be model or cc-cv, and --days >= 1")
+    try:
+        start_s = parse_utc(start)
+        config = load_site(site)
+        power_kw = config.site.station_max_power_kw
+        if sessions is not None:
+            evs = read_sessions_csv(sessions, station_power_kw=power_kw)
+        else:
+            evs = generate_sessions(config, start_s, days, stations=stations, seed=seed)
+    except (ChargeAgentError, InputFileError, ValueError) as exc:
+        _fail(str(exc))
+    sim = FleetSimulator(
+        evs,
+        start_s=start_s,
+        days=days,
+        station_power_kw=power_kw,
+        policy=CurvePolicy() if policy == "model" else None,
+    )
+    n_stations = stations or config.site.stations
+    began = time.perf_counter()
+    interrupted = False
+    columns = (TextColumn("simulating"), BarColumn(), TextColumn("day {task.completed}/{task.total}"))
+    with Progress(*columns, TimeElapsedColumn(), console=console, transient=True) as bar:
+        task = bar.add_task("days", total=sim.result.chunks_total)
+        try:
+            sim.run(on_chunk=lambda done, _total: bar.update(task, completed=done))
+        except KeyboardInterrupt:
+            interrupted = True
+    wall_s = time.perf_counter() - began
+    paths = write_outputs(out, evs, sim.result)
+    table = Table(
+        title=f"{config.site.name}: {n_stations} stations, {days} days" + (" (interrupted)" * interrupted)
+    )
+    table.add_column("what")
+    table.add_column("value", justify="right")
+    for key, value in summary(evs, sim.result).items():
+        table.add_row(key, f"{value:,.2f}")
+    station_steps = (
+        n_stations * sim.result.site_load_kw.size * sim.result.chunks_done / max(1, sim.result.chunks_total)
+    )
+    table.add_row("station-steps per second (1-min steps)", f"{station_steps / max(wall_s, 1e-9):,.0f}")
+    console.print(table)
+    console.print("outputs: " + ", ".join(str(p) for p in paths.values()))
+    if interrupted:
+        raise typer.Exit(130)
+
+
+def _fail(message: str) -> None:
+    typer.echo(f"chargeagent: {message}", err=True)
+    raise typer.Exit(2)
+
+
+def register(app: typer.Typer) -> None:
+    app.command(name="simulate")(simulate)
