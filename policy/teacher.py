@@ -8,8 +8,9 @@ never worse than the best CC-CV curve that meets the budget. An infeasible budge
 curve found. Sweeping the budget traces the Pareto front of time vs degradation; a preference picks a
 point on it (`PREFERENCE_BUDGET_RATIO`).
 
-Cost (2-core machine, measured by `bench/bench_policy.py`): about 0.3-0.6 s per state single-threaded for
-48 candidates x 5 iterations, vectorised over states; `generate_dataset` spreads chunks over processes.
+Cost: one state alone ≈ 0.23 s on one core (48 candidates x 5 iterations; `bench/bench_policy.py`);
+batches amortise it. `generate_dataset` spreads chunks over processes: 4,800 states took 29 min on 2
+processes of a machine shared with other jobs.
 """
 
 from __future__ import annotations
