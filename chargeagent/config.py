@@ -137,6 +137,15 @@ class PolicySettings(_Section):
     temp_margin_c: Annotated[float, Field(ge=0.0, le=20.0)] = 2.0
 
 
+class HealthSettings(_Section):
+    """Battery health on the station (docs/health.md): per-battery history, SoH input to the policy."""
+
+    enabled: bool = True  # false: no recording, no store, the policy uses BMS SoH / assumed_soh only
+    min_sessions: Annotated[int, Field(ge=1, le=1000)] = 3  # stored sessions before the policy trusts it
+    max_sessions_per_battery: Annotated[int, Field(ge=1, le=100_000)] = 500
+    retention_days: Annotated[float, Field(gt=0.0)] = 1095.0
+
+
 class LogSettings(_Section):
     format: Literal["console", "json"] = "console"
     level: Literal["debug", "info", "warning", "error"] = "info"
@@ -158,6 +167,7 @@ class Settings(BaseSettings):
     bms: BmsSettings = BmsSettings()
     sim: SimPackSettings = SimPackSettings()
     policy: PolicySettings = PolicySettings()
+    health: HealthSettings = HealthSettings()
     log: LogSettings = LogSettings()
 
     @classmethod

@@ -36,6 +36,9 @@ class ControllerSettings:
     target_soc: float = 0.8  # plan to here; past it, 10 % further at a time (the BMS ends at its target)
     ambient_c: float = 20.0
     assumed_soh: float = 0.85  # when the BMS does not report SoH (GB/T does not): a cautious guess
+    # The station's own capacity estimate for this battery (station.health_recorder), None until it has
+    # enough sessions; the plan takes the more conservative of it and the BMS's SoH.
+    station_soh: float | None = None
     replan_interval_s: float = 60.0
     temp_margin_c: float = 2.0
 
@@ -45,6 +48,16 @@ def chemistry_of(info: PackInfo) -> str:
     return {BatteryType.LFP: "lfp", BatteryType.NMC: "nmc"}.get(
         info.battery_type, str(info.battery_type.value)
     )
+
+
+def soh_input(bms_soh: float | None, station_soh: float | None, assumed_soh: float) -> float:
+    """The model's SoH: the most conservative belief. With a BMS SoH: the lower of it and the station's
+    estimate. Without one: the station's estimate may only LOWER `assumed_soh`, never raise it. (From a
+    few sessions with no cycle count, the estimate leans on its population prior and reads high on aged
+    packs; a pack believed healthier than it is would get a faster plan.)"""
+    if bms_soh is not None:
+        return min(bms_soh, station_soh) if station_soh is not None else bms_soh
+    return min(assumed_soh, station_soh) if station_soh is not None else assumed_soh
 
 
 class CurveController:
@@ -67,7 +80,7 @@ class CurveController:
         return PlanRequest(
             soc=t.soc,
             target_soc=max(s.target_soc, min(t.soc + 0.1, 1.0)),
-            soh=t.soh if t.soh is not None else s.assumed_soh,
+            soh=soh_input(t.soh, s.station_soh, s.assumed_soh),
             cell_temp_c=t.cell_temp_max_c,
             ambient_c=s.ambient_c,
             chemistry=chemistry_of(self.info),

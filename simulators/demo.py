@@ -40,17 +40,17 @@ DEFAULT_STATIONS = (
     DemoStation(
         "CS-NEW-WARM",
         "NMC 150 Ah, new pack (SoH 0.98), 25 °C",
-        PackSpec("nmc", 150.0, 0.98, 96, 0.15, 0.80, 25.0, 25.0, 300.0),
+        PackSpec("nmc", 150.0, 0.98, 96, 0.15, 0.80, 25.0, 25.0, 300.0, vin="LSIM0000000000001"),
     ),
     DemoStation(
         "CS-AGED-COLD",
         "NMC 120 Ah, aged pack (SoH 0.80), 6 °C winter morning",
-        PackSpec("nmc", 120.0, 0.80, 96, 0.20, 0.80, 6.0, 2.0, 250.0),
+        PackSpec("nmc", 120.0, 0.80, 96, 0.20, 0.80, 6.0, 2.0, 250.0, vin="LSIM0000000000002"),
     ),
     DemoStation(
         "CS-LFP-HOT",
         "LFP 200 Ah (SoH 0.90), 38 °C pack on a hot afternoon",
-        PackSpec("lfp", 200.0, 0.90, 112, 0.10, 0.80, 38.0, 36.0, 300.0),
+        PackSpec("lfp", 200.0, 0.90, 112, 0.10, 0.80, 38.0, 36.0, 300.0, vin="LSIM0000000000003"),
     ),
 )
 
@@ -219,7 +219,7 @@ def write_demo_report(result: DemoResult, path: Path) -> Path:
             StationRun(
                 station_id=trace.station.station_id,
                 title=trace.station.title,
-                summary=summary_row(trace),
+                summary={**summary_row(trace), "est. SoH (p10-p90)": estimated_soh(trace.result)},
                 soc=Series(t_min, [s.soc * 100 for s in steps], "SoC", "%"),
                 current_a=Series(t_min, [s.current_a for s in steps], "Output current", "A"),
                 cell_temp_c=Series(t_min, [s.cell_temp_max_c for s in steps], "Hottest cell", "°C"),
@@ -241,6 +241,9 @@ def write_demo_report(result: DemoResult, path: Path) -> Path:
                 for t in result.traces
                 if t.result is not None
             ),
+            "est. SoH: the station's capacity estimate from this one charge (docs/health.md), p50 and "
+            "p10-p90. One session per pack is little data: the estimate leans on the population prior "
+            "(a young battery at 0 cycles), and the band is the model's uncertainty, not its bias.",
         ],
     )
 
@@ -261,3 +264,11 @@ def summary_row(trace: StationTrace) -> dict[str, str | float]:
         "stop reason": str(result.reason) if result else "-",
         "binding constraints": top or "-",
     }
+
+
+def estimated_soh(result: SessionResult | None) -> str:
+    """The station's capacity SoH for the battery as "p50 (p10-p90)", or "-" without an assessment."""
+    band = None if result is None or result.health is None else result.health.get("capacity_soh")
+    if not band:
+        return "-"
+    return f"{band['p50']:.2f} ({band['p10']:.2f}-{band['p90']:.2f})"

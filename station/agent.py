@@ -23,10 +23,12 @@ from chargeagent.clock import Clock, ocpp_timestamp
 from chargeagent.config import Settings
 from chargeagent.errors import ProtocolError
 from policy.envelope import EnvelopeLimits
+from policy.health import Alert
 from station.charging import EVSE_ID, ChargingSession, SessionResult, StepRecord, curve_policy
 from station.connection import connect_forever, connect_options
 from station.device_runtime import DeviceRuntime
 from station.device_store import FILE_NAME as DEVICE_STORE_FILE
+from station.health_recorder import StationHealth, notify_event
 from station.ocpp_v201 import OcppChargePoint
 from station.outbox import Outbox
 from station.protocol.device_types import Change
@@ -87,6 +89,9 @@ class StationAgent:
             store_path=outbox_path.parent / DEVICE_STORE_FILE if outbox_path is not None else None,
             on_security_event=self.security_event,
         )
+        # Per-battery health history, also next to the outbox; without a data dir nothing is kept.
+        self.health = StationHealth(settings.health, outbox_path.parent if outbox_path is not None else None)
+        self._event_id = int(clock.now().timestamp()) % 2**30  # NotifyEvent eventIds, unique across restarts
         # ConfigError now, not later; a BasicAuthPassword set by the CSMS replaces the configured one.
         self._connect = self.devices.connect_options(connect_options(self.station_id, settings.ocpp))
         self.bms_factory = bms_factory
@@ -122,6 +127,11 @@ class StationAgent:
         self._security_events.append((event_type, tech_info))
         if self.outbox.online:
             self._flush_security_events()
+
+    def health_alerts(self, alerts: list[Alert]) -> None:
+        """Battery-health alerts go to the CSMS as one NotifyEvent (dropped while offline, like status)."""
+        self.enqueue([notify_event(alerts, self.clock.now(), self._event_id)])
+        self._event_id += len(alerts)
 
     def _flush_security_events(self) -> None:
         events, self._security_events = self._security_events, []
@@ -165,6 +175,7 @@ class StationAgent:
         finally:
             self.outbox.close()
             self.devices.close()
+            self.health.close()
 
     def _end_interrupted_transactions(self) -> None:
         for last_event in self.outbox.open_transactions():

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from bms_link.base import BmsLink
 from bms_link.models import ChargeCommand, PackInfo, PackTelemetry, StopReason
@@ -19,6 +19,7 @@ from chargeagent.errors import BmsLinkError
 from policy.closed_loop import FALLBACK_CURVE, ControllerSettings, CurveController
 from policy.envelope import Decision, EnvelopeLimits, cc_cv_current_a, decide
 from policy.plan import CurvePolicy
+from station.health_recorder import SessionRecorder
 from station.protocol.transaction import ChargingState, MeterSample
 
 if TYPE_CHECKING:
@@ -51,6 +52,7 @@ class SessionResult:
     plan_source: str = "fallback"  # where the last charge plan came from: "model" | "fallback"
     plans_made: int = 0
     plan_explanation: str = ""
+    health: dict[str, Any] | None = None  # the battery-health assessment (station.health_recorder), if any
 
 
 def curve_policy(settings: Settings, limits: EnvelopeLimits) -> CurvePolicy | None:
@@ -69,18 +71,21 @@ class ChargingSession:
         self.tx_id = tx_id
         self.log = agent.log
         self._controller: CurveController | None = None
+        self._recorder: SessionRecorder | None = None
 
     async def run(self) -> SessionResult:
         """Handshake, charge until someone stops, end the transaction; BMS link errors end it, never raise."""
         started_s = self.agent.clock.monotonic()
         energy_at_start = self.agent.energy_wh
         link = self.agent.bms_factory()
+        agent_health = self.agent.health
         info: PackInfo | None = None
         reason = StopReason.LOCAL
         try:
             info = await link.start_session()
             self.log.info("bms_session_started", battery=info.battery_type, soc=info.soc)
-            self._controller = self._new_controller(info)
+            self._recorder = agent_health.recorder(self.agent.settings.policy.ambient_c)
+            self._controller = self._new_controller(info, agent_health.soh_for(info))
             reason = await self._control_loop(link, info)
             await link.stop_session(reason)  # idempotent: completes the BST/CST and BSD/CSD exchange
         except BmsLinkError as exc:
@@ -106,6 +111,7 @@ class ChargingSession:
             plan_source=plan.source if plan is not None else "fallback",
             plans_made=ctl.plans_made if ctl is not None else 0,
             plan_explanation=plan.explanation if plan is not None else "CC-CV fallback (model off)",
+            health=self._health(info),
         )
         self.log.info(
             "session_ended",
@@ -114,6 +120,20 @@ class ChargingSession:
             minutes=round(result.duration_s / 60, 1),
         )
         return result
+
+    def _health(self, info: PackInfo | None) -> dict[str, Any] | None:
+        """Store and assess this session for the battery; alerts go to the CSMS as NotifyEvent."""
+        if info is None or self._recorder is None:
+            return None
+        session_id = self.tx_id or f"session-{self.agent.clock.now().isoformat()}"
+        outcome = self.agent.health.finish(
+            info, self._recorder, session_id, self.agent.clock.now().timestamp()
+        )
+        if outcome is None:
+            return None
+        if outcome.alerts:
+            self.agent.health_alerts(outcome.alerts)
+        return outcome.to_json()
 
     async def _control_loop(self, link: BmsLink, info: PackInfo) -> StopReason:
         previous_a = 0.0
@@ -124,6 +144,8 @@ class ChargingSession:
             dt_s = 0.0 if last_s is None else now_s - last_s
             last_s = now_s
             self._meter(telemetry, dt_s, previous_a)
+            if self._recorder is not None:
+                self._recorder.add(self.agent.clock.now().timestamp(), telemetry)
             if self.agent.stop_reason is not None:
                 await link.stop_session(self.agent.stop_reason)
                 return self.agent.stop_reason
@@ -166,10 +188,12 @@ class ChargingSession:
     def _csms_limit(self, telemetry: PackTelemetry) -> float | None:
         return self.agent.core.limit_a(EVSE_ID, self.agent.clock.now(), max(telemetry.pack_voltage_v, 1.0))
 
-    def _new_controller(self, info: PackInfo) -> CurveController | None:
+    def _new_controller(self, info: PackInfo, station_soh: float | None) -> CurveController | None:
         if self.agent.policy is None:
             return None
         p = self.agent.settings.policy
+        if station_soh is not None:
+            self.log.info("station_soh_estimate", soh=round(station_soh, 3))
         return CurveController(
             self.agent.policy,
             info,
@@ -178,6 +202,7 @@ class ChargingSession:
                 target_soc=p.target_soc,
                 ambient_c=p.ambient_c,
                 assumed_soh=p.assumed_soh,
+                station_soh=station_soh,
                 replan_interval_s=p.replan_interval_s,
                 temp_margin_c=p.temp_margin_c,
             ),
