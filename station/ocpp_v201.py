@@ -23,6 +23,7 @@ from chargeagent.errors import ProtocolError
 from chargeagent.tasks import checkpoint
 from station.protocol.device_model import DeviceModel
 from station.protocol.device_types import Change
+from station.protocol.remote import data_transfer, trigger_message, unlock_connector
 from station.protocol.station import Outbound, PendingStart, StationCore
 
 # Validate on the loop thread: the executor hop costs more than validating a small payload on a 1-2 core
@@ -222,6 +223,33 @@ class OcppChargePoint(ChargePoint):  # type: ignore[misc]
     @_after("GetBaseReport")
     def after_get_base_report(self, **_: Any) -> None:
         self._run_after()
+
+    # --- remote control (F05, F06, P01) -------------------------------------------------------------
+    @_on("TriggerMessage")
+    def on_trigger_message(self, requested_message: str, evse: dict[str, Any] | None = None, **_: Any) -> Any:
+        response, messages = trigger_message(
+            self.core, requested_message, snake_to_camel_case(evse) if evse else None, self.clock_now()
+        )
+        log.info("trigger_message", requested=requested_message, status=response["status"])
+        if messages:
+            self._after = lambda: self.hooks.enqueue(messages)
+        return call_result("TriggerMessage", response)
+
+    @_after("TriggerMessage")
+    def after_trigger_message(self, **_: Any) -> None:
+        self._run_after()
+
+    @_on("UnlockConnector")
+    def on_unlock_connector(self, evse_id: int, connector_id: int, **_: Any) -> Any:
+        response = unlock_connector(self.core, evse_id, connector_id)
+        log.info("unlock_connector", evse_id=evse_id, connector_id=connector_id, status=response["status"])
+        return call_result("UnlockConnector", response)
+
+    @_on("DataTransfer")
+    def on_data_transfer(self, vendor_id: str, **_: Any) -> Any:
+        response = data_transfer(vendor_id)
+        log.info("data_transfer", vendor_id=vendor_id[:64], status=response["status"])
+        return call_result("DataTransfer", response)
 
 
 def call_result(action: str, payload: dict[str, Any]) -> Any:

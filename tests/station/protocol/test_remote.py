@@ -1,0 +1,50 @@
+"""TriggerMessage, UnlockConnector and DataTransfer answered from the station's state (no sockets)."""
+
+from __future__ import annotations
+
+from test_station import T0, assert_schema_valid, make_core, sample, start  # same directory
+
+from station.protocol.remote import data_transfer, trigger_message, unlock_connector
+
+
+def test_triggered_boot_is_rejected_once_accepted_and_heartbeat_status_are_sent() -> None:
+    core = make_core()
+    response, messages = trigger_message(core, "BootNotification", None, T0)
+    assert response["status"] == "Accepted" and messages[0].action == "BootNotification"
+    assert messages[0].payload["reason"] == "Triggered"
+    core.on_boot_response("Accepted", 60)
+    assert trigger_message(core, "BootNotification", None, T0) == ({"status": "Rejected"}, [])  # F06.FR.17
+    response, messages = trigger_message(core, "Heartbeat", None, T0)
+    assert response["status"] == "Accepted" and [m.action for m in messages] == ["Heartbeat"]
+    response, messages = trigger_message(core, "StatusNotification", {"id": 1}, T0)
+    assert [m.payload["evseId"] for m in messages] == [1]
+    for message in messages:
+        assert_schema_valid(message)
+
+
+def test_meter_values_and_transaction_event_need_something_to_report() -> None:
+    core = make_core()
+    assert trigger_message(core, "MeterValues", None, T0)[0]["status"] == "Rejected"  # no sample yet
+    assert trigger_message(core, "TransactionEvent", None, T0)[0]["status"] == "Rejected"  # no transaction
+    core.plug_in(1, T0)
+    start(core)
+    core.record_sample(1, sample(energy_wh=1234.0))
+    response, messages = trigger_message(core, "MeterValues", {"id": 1}, T0)
+    assert response["status"] == "Accepted"
+    assert messages[0].payload["meterValue"][0]["sampledValue"][0]["context"] == "Trigger"
+    response, messages = trigger_message(core, "TransactionEvent", None, T0)
+    assert messages[0].payload["triggerReason"] == "Trigger" and messages[0].payload["eventType"] == "Updated"
+    for message in messages:
+        assert_schema_valid(message)
+
+
+def test_unknown_requests_evses_and_vendors() -> None:
+    core = make_core()
+    assert trigger_message(core, "LogStatusNotification", None, T0)[0] == {"status": "NotImplemented"}
+    assert trigger_message(core, "Heartbeat", {"id": 9}, T0)[0]["status"] == "Rejected"
+    assert unlock_connector(core, 9, 1) == {"status": "UnknownConnector"}
+    assert unlock_connector(core, 1, 1) == {"status": "Unlocked"}
+    core.plug_in(1, T0)
+    start(core)
+    assert unlock_connector(core, 1, 1) == {"status": "OngoingAuthorizedTransaction"}  # F05.FR.02
+    assert data_transfer("com.example")["status"] == "UnknownVendorId"
