@@ -278,10 +278,13 @@ def _segment_minutes(segments: list[Segment], soh: float) -> float | None:
     """
     total = 0.0
     for seg in segments:
-        if seg.c_rate <= 0.0:
+        if seg.c_rate < _MIN_C_RATE:  # e.g. a max C-rate of 1e-300: never finishes, not "inf minutes"
             return None
         total += (seg.soc_end - seg.soc_start) * soh * 60.0 / seg.c_rate
-    return total
+    return float(total)
+
+
+_MIN_C_RATE = 1e-6
 
 
 def fallback_plan(req: PlanRequest, limits: EnvelopeLimits, reasons: list[str]) -> Plan:
@@ -304,7 +307,7 @@ def fallback_plan(req: PlanRequest, limits: EnvelopeLimits, reasons: list[str]) 
         if mid > _FALLBACK_TAPER_SOC:
             progress = (mid - _FALLBACK_TAPER_SOC) / (1.0 - _FALLBACK_TAPER_SOC)
             taper = 1.0 - (1.0 - _FALLBACK_TAPER_FLOOR) * min(progress, 1.0)
-        segments.append(Segment(float(lo), float(hi), max(base * taper, 0.0)))
+        segments.append(Segment(float(lo), float(hi), float(max(base * taper, 0.0))))
     binding = list(reasons)
     if derate < 1.0:
         binding.append("cold_block" if derate == 0.0 else "thermal_derate")

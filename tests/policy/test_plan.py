@@ -1,5 +1,6 @@
 """Charge plans from the shipped model: envelope rules, fallback on bad input, trends, the JSON contract."""
 
+import json
 import math
 
 import pytest
@@ -63,6 +64,7 @@ def test_any_input_gives_a_safe_contiguous_plan(
     req = PlanRequest(soc, target, soh, temp, ambient, chem, max_c, pref, None, grid)
     plan = POLICY.plan(req)
     assert plan.segments
+    json.dumps(plan.to_json(), allow_nan=False)  # the --json output is valid JSON whatever the input
     for a, b in zip(plan.segments, plan.segments[1:], strict=False):
         assert a.soc_end == pytest.approx(b.soc_start)  # contiguous
     for seg in plan.segments:
