@@ -20,13 +20,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 from collections import deque
 from collections.abc import AsyncIterator, Iterable
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import aiomqtt
 import structlog
@@ -48,50 +44,19 @@ from bms_link.mqtt_protocol import (
     status_topic,
     telemetry_topic,
 )
+from chargeagent import mqtt_connect
 from chargeagent.clock import Clock
 from chargeagent.config import BmsSettings
-from chargeagent.errors import BmsLinkError, ConfigError
+from chargeagent.errors import BmsLinkError
 
 log = structlog.get_logger(__name__)
 TELEMETRY_BUFFER = 64  # snapshots kept for a slow consumer; the oldest are dropped first
-DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883}  # IANA registrations for MQTT and MQTT over TLS
 
 
-@dataclass(frozen=True)
-class MqttEndpoint:
-    """Where and how to connect to the broker (built from config; the password is never in repr/logs)."""
+class MqttEndpoint(mqtt_connect.MqttEndpoint):
+    """The shared broker endpoint (`chargeagent.mqtt_connect`), built from the `[bms]` settings."""
 
-    host: str
-    port: int
-    tls: bool = False
-    username: str | None = None
-    password: str | None = field(default=None, repr=False)
-    ca_file: Path | None = None
-
-    @classmethod
-    def from_url(
-        cls,
-        url: str,
-        *,
-        username: str | None = None,
-        password_env: str | None = None,
-        ca_file: Path | None = None,
-    ) -> MqttEndpoint:
-        parts = urlsplit(url)
-        if parts.scheme not in DEFAULT_PORTS or not parts.hostname:
-            raise ConfigError(
-                f"bms.mqtt_url: expected mqtt://HOST[:PORT] or mqtts://HOST[:PORT], got {url!r}"
-            )
-        password: str | None = None
-        if password_env:
-            password = os.environ.get(password_env)
-            if password is None:
-                raise ConfigError(f"bms.mqtt_password_env: environment variable {password_env} is not set")
-        try:
-            port = parts.port or DEFAULT_PORTS[parts.scheme]
-        except ValueError as exc:
-            raise ConfigError(f"bms.mqtt_url: {exc}") from None
-        return cls(parts.hostname, port, parts.scheme == "mqtts", username, password, ca_file)
+    config_section = "bms"
 
     @classmethod
     def from_settings(cls, bms: BmsSettings) -> MqttEndpoint:
@@ -100,28 +65,6 @@ class MqttEndpoint:
             username=bms.mqtt_username,
             password_env=bms.mqtt_password_env,
             ca_file=bms.mqtt_ca_file,
-        )
-
-    @property
-    def url(self) -> str:
-        return f"{'mqtts' if self.tls else 'mqtt'}://{self.host}:{self.port}"
-
-    def client(
-        self, *, identifier: str, keepalive_s: int, will: aiomqtt.Will | None = None
-    ) -> aiomqtt.Client:
-        tls = (
-            aiomqtt.TLSParameters(ca_certs=str(self.ca_file) if self.ca_file else None) if self.tls else None
-        )
-        return aiomqtt.Client(
-            self.host,
-            self.port,
-            username=self.username,
-            password=self.password,
-            identifier=identifier,
-            will=will,
-            keepalive=keepalive_s,
-            tls_params=tls,
-            timeout=10.0,
         )
 
 

@@ -146,6 +146,20 @@ class HealthSettings(_Section):
     retention_days: Annotated[float, Field(gt=0.0)] = 1095.0
 
 
+class GridSettings(_Section):
+    """Upstream reporting (station/grid.py, docs/forecast.md): the site load forecast over MQTT."""
+
+    # Becomes an MQTT topic level (`chargeagent/{site_id}/forecast`): no `/`, `+` or `#`.
+    site_id: Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:\-]+$")] = "site"
+    mqtt_url: str = "mqtt://127.0.0.1:1883"  # mqtts:// for TLS
+    mqtt_username: str | None = None
+    mqtt_password_env: str | None = None  # name of the env var holding the password (never the password)
+    mqtt_ca_file: Path | None = None
+    publish_interval_s: PositiveS = 900.0  # re-publish at least this often, changed or not
+    # Publish early when the p50 energy over the horizon moved by more than this fraction (0.1 = 10 %).
+    change_threshold: Annotated[float, Field(gt=0.0, le=10.0)] = 0.1
+
+
 class LogSettings(_Section):
     format: Literal["console", "json"] = "console"
     level: Literal["debug", "info", "warning", "error"] = "info"
@@ -168,6 +182,7 @@ class Settings(BaseSettings):
     sim: SimPackSettings = SimPackSettings()
     policy: PolicySettings = PolicySettings()
     health: HealthSettings = HealthSettings()
+    grid: GridSettings = GridSettings()
     log: LogSettings = LogSettings()
 
     @classmethod

@@ -3,25 +3,37 @@
 Contract (DESIGN.md): HISTORY.csv `interval_start,load_kw` (15-min, strictly before --start), optional
 SESSIONS.csv `session_id,station_id,connection_time,disconnect_time,kwh_delivered`, FORECAST.csv
 `interval_start,p10_kw,p50_kw,p90_kw` over [start, start+horizon). Bad input exits 2 with one line on
-stderr naming the file, row and column.
+stderr naming the file, row and column. `forecast --mqtt-url` and `publish-forecast` send the upstream
+message over MQTT (station/grid.py); an unreachable broker exits 1 with one line.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import math
+import signal
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import numpy as np
+import structlog
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from chargeagent.clock import LoopClock
 from chargeagent.errors import ChargeAgentError
 from policy.forecast_features import ChargingIntervals
 from policy.forecast_io import LoadHistory, format_utc, parse_utc, read_history_csv
 
+if TYPE_CHECKING:
+    from chargeagent.config import GridSettings
+    from chargeagent.mqtt_connect import MqttEndpoint
+    from station.grid import ForecastPublisher
+
+log = structlog.get_logger(__name__)
 console = Console()
 if not console.is_terminal:  # piped or in CI: don't wrap the summary lines and tables at 80 columns
     console = Console(width=140)
@@ -63,6 +75,13 @@ SessionsOpt = Annotated[
 PowerOpt = Annotated[
     float, typer.Option(help="Charging power assumed for SESSIONS.csv rows (at least kWh/dwell).")
 ]
+MqttUrlOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Publish the forecast message (QoS 1, retained) to chargeagent/{site_id}/forecast on this "
+        "broker: mqtt://HOST:PORT or mqtts://. Auth/TLS from the config (grid.mqtt_*)."
+    ),
+]
 
 
 def forecast(
@@ -77,12 +96,14 @@ def forecast(
     message_out: Annotated[
         Path | None, typer.Option(help="Also write the upstream JSON message (config/schemas/forecast).")
     ] = None,
+    mqtt_url: MqttUrlOpt = None,
 ) -> None:
     """Forecast the site load (p10/p50/p90) from its history and the EVs plugged in at --start."""
     from policy.forecast import ForecastConfig, LoadForecaster, forecast_message  # noqa: PLC0415
     from policy.forecast_io import write_forecast_csv  # noqa: PLC0415
 
     start_s = _time_option("--start", start)
+    endpoint = None if mqtt_url is None else _grid_endpoint(site_id, mqtt_url)
     if interval_min <= 0 or (interval_min * 60) % HISTORY_STEP_S:
         _fail(f"--interval-min must be a positive multiple of 15 (got {interval_min})")
     interval_s = interval_min * 60
@@ -102,8 +123,8 @@ def forecast(
     except ChargeAgentError as exc:
         _fail(str(exc))
     write_forecast_csv(out, result.start_s, result.step_s, result.p10_kw, result.p50_kw, result.p90_kw)
+    doc = forecast_message(result, site_id, generated_at_s=hist.end_s)
     if message_out is not None:
-        doc = forecast_message(result, site_id, generated_at_s=hist.end_s)
         message_out.write_text(json.dumps(doc, indent=1) + "\n")
     if result.method != "quantile_gbm":
         typer.echo(
@@ -117,6 +138,8 @@ def forecast(
         f"method {result.method}, plugged-in energy {known_kwh:.1f} kWh, "
         f"p50 energy {float(result.p50_kw.sum()) * result.step_s / 3600:.1f} kWh"
     )
+    if endpoint is not None:
+        _publish_once(endpoint, doc)
 
 
 def backtest_forecast(
@@ -187,7 +210,130 @@ def site_load(
     )
 
 
+# --- upstream over MQTT (station/grid.py, docs/forecast.md "Upstream over MQTT") --------------------
+
+
+def _grid_settings(overrides: dict[str, object]) -> GridSettings:
+    from station.cli import _settings  # noqa: PLC0415  (cli imports this module)
+
+    return _settings({"grid": {k: v for k, v in overrides.items() if v is not None}}).grid
+
+
+def _grid_endpoint(site_id: str, mqtt_url: str) -> MqttEndpoint:
+    from station.grid import GridEndpoint  # noqa: PLC0415
+
+    grid = _grid_settings({"site_id": site_id, "mqtt_url": mqtt_url})
+    try:
+        return GridEndpoint.from_settings(grid)
+    except ChargeAgentError as exc:
+        _fail(f"config error: {exc}")
+
+
+def _publish_once(endpoint: MqttEndpoint, doc: dict[str, Any]) -> None:
+    from station.grid import forecast_topic, publish_once  # noqa: PLC0415
+
+    try:
+        asyncio.run(publish_once(endpoint, doc))
+    except ChargeAgentError as exc:  # unreachable broker or a message that fails the schema
+        typer.echo(f"chargeagent: forecast not published: {exc}", err=True)
+        raise typer.Exit(1) from None
+    console.print(f"published to {endpoint.url} {forecast_topic(doc['site_id'])} (QoS 1, retained)")
+
+
+def publish_forecast(
+    history: HistoryOpt,
+    site_id: Annotated[str | None, typer.Option(help="Site id (default: config grid.site_id).")] = None,
+    mqtt_url: Annotated[str | None, typer.Option(help="Broker (default: config grid.mqtt_url).")] = None,
+    interval_s: Annotated[
+        float | None,
+        typer.Option(help="Refit and re-publish at least this often (default: grid.publish_interval_s)."),
+    ] = None,
+    check_s: Annotated[
+        float, typer.Option(help="Re-read HISTORY.csv and predict this often; a big change publishes.")
+    ] = 300.0,
+    change_threshold: Annotated[
+        float | None,
+        typer.Option(help="Significant p50-energy change, fraction (default: grid.change_threshold)."),
+    ] = None,
+    horizon_h: Annotated[float, typer.Option(help="Hours to forecast from the end of the history.")] = 36.0,
+    interval_min: Annotated[int, typer.Option(help="Message interval, a multiple of 15 min.")] = 15,
+) -> None:
+    """Keep publishing the site load forecast upstream over MQTT until Ctrl-C (or SIGTERM)."""
+    from station.grid import GridEndpoint  # noqa: PLC0415
+
+    grid = _grid_settings(
+        {
+            "site_id": site_id,
+            "mqtt_url": mqtt_url,
+            "publish_interval_s": interval_s,
+            "change_threshold": change_threshold,
+        }
+    )
+    if interval_min <= 0 or (interval_min * 60) % HISTORY_STEP_S:
+        _fail(f"--interval-min must be a positive multiple of 15 (got {interval_min})")
+    if not (math.isfinite(check_s) and check_s > 0):
+        _fail(f"--check-s must be > 0 (got {check_s})")
+    if not (math.isfinite(horizon_h) and 0 < horizon_h <= 168):
+        _fail(f"--horizon-h must be in (0, 168] (got {horizon_h})")
+    steps = int(horizon_h * 3600) // HISTORY_STEP_S
+    if horizon_h * 3600 % (interval_min * 60):
+        _fail(f"--horizon-h must be in (0, 168] and a whole number of {interval_min}-min intervals")
+    try:
+        GridEndpoint.from_settings(grid)
+        read_history_csv(history, HISTORY_STEP_S)  # bad input: exit 2 now, not a log line per check
+    except ChargeAgentError as exc:
+        _fail(str(exc))
+    loop = _PublishLoop(history, grid, steps, interval_min * 60, check_s)
+    with contextlib.suppress(KeyboardInterrupt, asyncio.CancelledError):  # Ctrl-C / SIGTERM: a clean stop
+        asyncio.run(loop.run())
+    console.print(f"stopped: {loop.submitted} forecasts made, {loop.published} published")
+
+
+class _PublishLoop:
+    """Re-read the history every `check_s` (new lags, no refit), refit every `publish_interval_s`, submit."""
+
+    def __init__(
+        self, history: Path, grid: GridSettings, steps: int, interval_s: int, check_s: float
+    ) -> None:
+        self.history, self.grid, self.steps = history, grid, steps
+        self.interval_s, self.check_s = interval_s, check_s
+        self.submitted = 0
+        self._publisher: ForecastPublisher | None = None
+
+    async def run(self) -> None:
+        from policy.forecast import ForecastConfig, LoadForecaster, forecast_message  # noqa: PLC0415
+        from station.grid import ForecastPublisher  # noqa: PLC0415
+
+        task = asyncio.current_task()
+        if task is not None:  # SIGTERM (systemd stop) ends the loop like Ctrl-C does
+            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+        clock = LoopClock()
+        model: LoadForecaster | None = None
+        fitted_at_s = -math.inf
+        config = ForecastConfig(max_horizon_steps=max(144, self.steps))
+        async with ForecastPublisher.from_settings(self.grid, clock=clock) as publisher:
+            self._publisher = publisher
+            while True:
+                try:
+                    hist = await asyncio.to_thread(read_history_csv, self.history, HISTORY_STEP_S)
+                    if model is None or clock.monotonic() - fitted_at_s >= self.grid.publish_interval_s:
+                        model = await asyncio.to_thread(LoadForecaster(config).fit, hist)
+                        fitted_at_s = clock.monotonic()
+                    result = model.predict(hist.end_s, self.steps, history=hist).resampled(self.interval_s)
+                except ChargeAgentError as exc:  # e.g. the file is being rewritten: keep the last forecast
+                    log.warning("forecast_refresh_failed", error=str(exc), retry_in_s=self.check_s)
+                else:
+                    publisher.submit(forecast_message(result, self.grid.site_id, generated_at_s=hist.end_s))
+                    self.submitted += 1
+                await clock.sleep(self.check_s)
+
+    @property
+    def published(self) -> int:
+        return 0 if self._publisher is None else self._publisher.published
+
+
 def register(app: typer.Typer) -> None:
     app.command(name="forecast")(forecast)
+    app.command(name="publish-forecast")(publish_forecast)
     app.command(name="backtest-forecast")(backtest_forecast)
     app.command(name="site-load")(site_load)

@@ -1,14 +1,17 @@
-"""`chargeagent site-load`, `forecast` and `backtest-forecast` as users run them (real subprocesses)."""
+"""The grid commands (site-load, forecast, backtest-forecast, publish-forecast) as users run them."""
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
+import aiomqtt
 import jsonschema
 import numpy as np
 import pytest
@@ -180,3 +183,102 @@ def test_backtest_prints_every_method_from_one_run(tmp_path):
     too_many = run_cli("backtest-forecast", "--history", str(history), "--origins", "5")
     assert too_many.returncode == 2
     assert "need at least" in too_many.stderr
+
+
+# --- upstream over MQTT (station/grid.py) --------------------------------------------------------
+
+
+REFUSED = "[Errno 111] Connection refused"
+
+
+def short_history(path: Path, days: int = 5) -> Path:
+    """A cold-start history (no model fit): the CLI runs in about a second."""
+    with path.open("w") as handle:
+        handle.write("interval_start,load_kw\n")
+        for i in range(days * 96):
+            stamp = np.datetime64("2024-01-01T00:00:00") + np.timedelta64(15 * i, "m")
+            handle.write(f"{stamp}Z,{20 + 10 * np.sin(2 * np.pi * (i % 96) / 96):.3f}\n")
+    return path
+
+
+def subscribe_forecast(url: str, site_id: str, timeout_s: float = 20.0) -> tuple[dict, bool]:
+    """The first message a new subscriber to chargeagent/{site_id}/forecast gets, and its retain flag."""
+    host, port = url.removeprefix("mqtt://").split(":")
+
+    async def first() -> tuple[dict, bool]:
+        async with asyncio.timeout(timeout_s):
+            while True:  # the publisher may not have connected yet: poll for the retained copy
+                async with aiomqtt.Client(host, int(port), identifier="test-cli-subscriber") as client:
+                    await client.subscribe(f"chargeagent/{site_id}/forecast", qos=1)
+                    try:
+                        async with asyncio.timeout(1.0):
+                            async for message in client.messages:
+                                return json.loads(bytes(message.payload)), message.retain
+                    except TimeoutError:
+                        continue
+
+    return asyncio.run(first())
+
+
+def test_forecast_with_mqtt_url_publishes_the_message_retained_on_the_site_topic(mosquitto, tmp_path):
+    history = short_history(tmp_path / "HISTORY.csv")
+    out, message = tmp_path / "FORECAST.csv", tmp_path / "forecast.json"
+    result = run_cli(
+        "forecast", "--history", str(history), "--start", "2024-01-06T00:00:00Z", "--out", str(out),
+        "--message-out", str(message), "--site-id", "depot-3", "--mqtt-url", mosquitto.url,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert f"published to {mosquitto.url} chargeagent/depot-3/forecast" in result.stdout
+    assert len(read_rows(out)) == 1 + 144  # --out is still written
+    received, retained = subscribe_forecast(mosquitto.url, "depot-3")
+    assert retained  # published before we subscribed: the broker kept it for late subscribers
+    assert received == json.loads(message.read_text())
+    jsonschema.validate(received, json.loads((REPO / "config/schemas/forecast.schema.json").read_text()))
+
+
+def test_forecast_with_an_unreachable_broker_exits_1_with_one_line(mosquitto, tmp_path):
+    mosquitto.stop()
+    history = short_history(tmp_path / "HISTORY.csv")
+    out = tmp_path / "FORECAST.csv"
+    result = run_cli(
+        "forecast", "--history", str(history), "--start", "2024-01-06T00:00:00Z", "--out", str(out),
+        "--mqtt-url", mosquitto.url,
+    )  # fmt: skip
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("chargeagent: forecast")]
+    assert errors == [f"chargeagent: forecast not published: MQTT broker {mosquitto.url}: {REFUSED}"]
+    assert "Traceback" not in result.stderr
+    assert out.exists()
+
+
+def test_forecast_with_a_bad_mqtt_url_exits_2_naming_the_key(tmp_path):
+    history = short_history(tmp_path / "HISTORY.csv", days=1)
+    result = run_cli(
+        "forecast", "--history", str(history), "--start", "2024-01-02T00:00:00Z",
+        "--out", str(tmp_path / "F.csv"), "--mqtt-url", "http://broker:1883",
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith("chargeagent: config error: grid.mqtt_url:")
+
+
+def test_publish_forecast_loop_publishes_and_stops_cleanly_on_ctrl_c(mosquitto, tmp_path):
+    history = short_history(tmp_path / "HISTORY.csv")
+    proc = subprocess.Popen(
+        [*CLI, "publish-forecast", "--history", str(history), "--site-id", "loop-1",
+         "--mqtt-url", mosquitto.url, "--interval-s", "900", "--check-s", "0.5"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+    )  # fmt: skip
+    try:
+        received, _ = subscribe_forecast(mosquitto.url, "loop-1")
+        assert received["site_id"] == "loop-1"
+        assert received["generated_at"] == "2024-01-06T00:00:00Z"  # the end of the history
+        assert len(received["intervals"]) == 144
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, stderr
+    assert "Traceback" not in stderr
+    assert "stopped:" in stdout
