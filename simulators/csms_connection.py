@@ -183,6 +183,10 @@ class StationSession(ChargePoint):  # type: ignore[misc]  # ocpp ships no type h
     def on_notify_report(self, **_: Any) -> call_result.NotifyReport:
         return call_result.NotifyReport()
 
+    @_on("ReportChargingProfiles")
+    def on_report_charging_profiles(self, **_: Any) -> call_result.ReportChargingProfiles:
+        return call_result.ReportChargingProfiles()
+
     @_on("SecurityEventNotification")
     def on_security_event(self, **_: Any) -> call_result.SecurityEventNotification:
         return call_result.SecurityEventNotification()

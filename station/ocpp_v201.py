@@ -23,7 +23,7 @@ from chargeagent.errors import ProtocolError
 from chargeagent.tasks import checkpoint
 from station.protocol.device_model import DeviceModel
 from station.protocol.device_types import Change
-from station.protocol.remote import data_transfer, trigger_message, unlock_connector
+from station.protocol.remote import data_transfer, get_charging_profiles, trigger_message, unlock_connector
 from station.protocol.station import Outbound, PendingStart, StationCore
 
 # Validate on the loop thread: the executor hop costs more than validating a small payload on a 1-2 core
@@ -237,6 +237,24 @@ class OcppChargePoint(ChargePoint):  # type: ignore[misc]
 
     @_after("TriggerMessage")
     def after_trigger_message(self, **_: Any) -> None:
+        self._run_after()
+
+    @_on("GetChargingProfiles")
+    def on_get_charging_profiles(
+        self, request_id: int, charging_profile: dict[str, Any], evse_id: int | None = None, **_: Any
+    ) -> Any:
+        response, reports = get_charging_profiles(
+            self.core, request_id, evse_id, snake_to_camel_case(charging_profile)
+        )
+        log.info(
+            "get_charging_profiles", request_id=request_id, status=response["status"], reports=len(reports)
+        )
+        if reports:
+            self._after = lambda: self.hooks.enqueue(reports)
+        return call_result("GetChargingProfiles", response)
+
+    @_after("GetChargingProfiles")
+    def after_get_charging_profiles(self, **_: Any) -> None:
         self._run_after()
 
     @_on("UnlockConnector")

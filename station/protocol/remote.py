@@ -74,6 +74,48 @@ def trigger_message(
     return ({"status": "Accepted"}, messages) if messages else ({"status": "Rejected"}, [])
 
 
+def get_charging_profiles(
+    core: StationCore, request_id: int, evse_id: int | None, criteria: dict[str, Any]
+) -> tuple[dict[str, Any], list[Outbound]]:
+    """K09: installed profiles matching the criteria; one ReportChargingProfiles per EVSE, chained by tbc.
+
+    Criteria (all optional, AND-ed): chargingProfilePurpose, stackLevel, chargingProfileId (list),
+    chargingLimitSource (list; every profile here was set by the CSMS, source "CSO"). evseId 0 selects the
+    station-wide profiles, an id one EVSE, no evseId all of them.
+    """
+    ids = criteria.get("chargingProfileId")
+    sources = criteria.get("chargingLimitSource")
+    chosen = [
+        p
+        for p in core.profiles.installed()
+        if (evse_id is None or p.evse_id == evse_id)
+        and criteria.get("chargingProfilePurpose") in (None, p.purpose)
+        and criteria.get("stackLevel") in (None, p.stack_level)
+        and (not ids or int(p.profile["id"]) in ids)
+        and (not sources or "CSO" in sources)
+    ]
+    if not chosen:
+        return {"status": "NoProfiles"}, []
+    by_evse: dict[int, list[dict[str, Any]]] = {}
+    for p in chosen:
+        by_evse.setdefault(p.evse_id, []).append(p.profile)
+    evses = sorted(by_evse)
+    reports = [
+        Outbound(
+            "ReportChargingProfiles",
+            {
+                "requestId": request_id,
+                "chargingLimitSource": "CSO",
+                "evseId": e,
+                "chargingProfile": by_evse[e],
+                "tbc": i < len(evses) - 1,
+            },
+        )
+        for i, e in enumerate(evses)
+    ]
+    return {"status": "Accepted"}, reports
+
+
 def unlock_connector(core: StationCore, evse_id: int, connector_id: int) -> dict[str, Any]:
     """F05: UnknownConnector / OngoingAuthorizedTransaction (F05.FR.02) / Unlocked.
 

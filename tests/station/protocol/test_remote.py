@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from test_station import T0, assert_schema_valid, make_core, sample, start  # same directory
 
-from station.protocol.remote import data_transfer, trigger_message, unlock_connector
+from station.protocol.remote import data_transfer, get_charging_profiles, trigger_message, unlock_connector
 
 
 def test_triggered_boot_is_rejected_once_accepted_and_heartbeat_status_are_sent() -> None:
@@ -48,3 +48,40 @@ def test_unknown_requests_evses_and_vendors() -> None:
     start(core)
     assert unlock_connector(core, 1, 1) == {"status": "OngoingAuthorizedTransaction"}  # F05.FR.02
     assert data_transfer("com.example")["status"] == "UnknownVendorId"
+
+
+def _profile(pid: int, purpose: str, stack_level: int = 0) -> dict[str, object]:
+    return {
+        "id": pid,
+        "stackLevel": stack_level,
+        "chargingProfilePurpose": purpose,
+        "chargingProfileKind": "Absolute",
+        "chargingSchedule": [
+            {
+                "id": pid,
+                "startSchedule": "2026-01-01T00:00:00.000Z",
+                "chargingRateUnit": "A",
+                "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 100.0}],
+            }
+        ],
+    }
+
+
+def test_get_charging_profiles_reports_matches_per_evse_chained_by_tbc() -> None:
+    core = make_core()
+    assert get_charging_profiles(core, 1, None, {})[0] == {"status": "NoProfiles"}
+    assert core.on_set_charging_profile(0, _profile(1, "ChargingStationMaxProfile"))["status"] == "Accepted"
+    assert core.on_set_charging_profile(1, _profile(2, "TxDefaultProfile", 3))["status"] == "Accepted"
+    response, reports = get_charging_profiles(core, 42, None, {})
+    assert response == {"status": "Accepted"}
+    assert [(r.payload["evseId"], r.payload["tbc"]) for r in reports] == [(0, True), (1, False)]
+    for report in reports:
+        assert report.payload["requestId"] == 42
+        assert_schema_valid(report)
+    only_tx_default = get_charging_profiles(core, 43, None, {"chargingProfilePurpose": "TxDefaultProfile"})[1]
+    assert [p["id"] for r in only_tx_default for p in r.payload["chargingProfile"]] == [2]
+    assert get_charging_profiles(core, 44, 1, {"stackLevel": 0})[0]["status"] == "NoProfiles"
+    assert get_charging_profiles(core, 45, None, {"chargingProfileId": [1]})[1][0].payload["evseId"] == 0
+    assert (
+        get_charging_profiles(core, 46, None, {"chargingLimitSource": ["EMS"]})[0]["status"] == "NoProfiles"
+    )
