@@ -305,8 +305,11 @@ class _PublishLoop:
         from station.grid import ForecastPublisher  # noqa: PLC0415
 
         task = asyncio.current_task()
-        if task is not None:  # SIGTERM (systemd stop) ends the loop like Ctrl-C does
-            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+        if task is not None:  # Ctrl-C and SIGTERM (systemd stop) end the loop cleanly
+            # Installed explicitly for SIGINT too: a process started in the background of a non-interactive
+            # shell inherits SIGINT ignored, and Python then never raises KeyboardInterrupt.
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                asyncio.get_running_loop().add_signal_handler(sig, task.cancel)
         clock = LoopClock()
         model: LoadForecaster | None = None
         fitted_at_s = -math.inf
