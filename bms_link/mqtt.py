@@ -207,32 +207,33 @@ class MqttBmsLink(BmsLink):
             self._progress.set()
 
     async def _connection(self) -> None:
-        backoff_s = self._reconnect_min_s
         will = aiomqtt.Will(status_topic(self.station_id), OFFLINE, qos=QOS, retain=True)
-        while True:
-            client = self.endpoint.client(
+        await mqtt_connect.stay_connected(
+            lambda: self.endpoint.client(
                 identifier=f"chargeagent-{self.station_id}", keepalive_s=self._keepalive_s, will=will
-            )
-            try:
-                async with client:
-                    await client.subscribe(telemetry_topic(self.station_id), qos=QOS)
-                    await client.publish(status_topic(self.station_id), ONLINE, qos=QOS, retain=True)
-                    self._client = client
-                    self._connected.set()
-                    self._progress.set()
-                    self.connections += 1
-                    backoff_s = self._reconnect_min_s
-                    self._log.info("mqtt_connected", connections=self.connections)
-                    async for message in client.messages:
-                        await self._on_message(message)
-            except aiomqtt.MqttError as exc:
-                event = "mqtt_connection_lost" if self._connected.is_set() else "mqtt_connect_failed"
-                self._log.warning(event, error=str(exc), retry_in_s=backoff_s)
-            finally:
-                self._client = None
-                self._connected.clear()
-            await self._clock.sleep(backoff_s)
-            backoff_s = min(backoff_s * 2.0, self._reconnect_max_s)
+            ),
+            self._session,
+            connected=self._connected,
+            clock=self._clock,
+            log=self._log,
+            event_prefix="mqtt",
+            reconnect_min_s=self._reconnect_min_s,
+            reconnect_max_s=self._reconnect_max_s,
+        )
+
+    async def _session(self, client: aiomqtt.Client) -> None:
+        try:
+            await client.subscribe(telemetry_topic(self.station_id), qos=QOS)
+            await client.publish(status_topic(self.station_id), ONLINE, qos=QOS, retain=True)
+            self._client = client
+            self._connected.set()
+            self._progress.set()
+            self.connections += 1
+            self._log.info("mqtt_connected", connections=self.connections)
+            async for message in client.messages:
+                await self._on_message(message)
+        finally:
+            self._client = None
 
     async def _watchdog(self) -> None:
         while True:

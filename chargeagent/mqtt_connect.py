@@ -3,18 +3,22 @@
 `MqttEndpoint.from_url` reads `mqtt://HOST[:PORT]` or `mqtts://HOST[:PORT]`; the password comes from the
 environment variable NAMED in the config (never from a file) and stays out of repr and logs.
 `config_section` names the config section in error messages (`bms.mqtt_url: ...`, `grid.mqtt_url: ...`).
+`stay_connected` is the one reconnect loop (exponential back-off) every long-lived client runs.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar, Self
+from typing import Any, ClassVar, NoReturn, Self
 from urllib.parse import urlsplit
 
 import aiomqtt
 
+from chargeagent.clock import Clock
 from chargeagent.errors import ConfigError
 
 DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883}  # IANA registrations for MQTT and MQTT over TLS
@@ -82,3 +86,38 @@ class MqttEndpoint:
             tls_params=tls,
             timeout=10.0,
         )
+
+
+async def stay_connected(
+    client_factory: Callable[[], aiomqtt.Client],
+    session: Callable[[aiomqtt.Client], Awaitable[None]],
+    *,
+    connected: asyncio.Event,
+    clock: Clock,
+    log: Any,  # a structlog bound logger
+    event_prefix: str,
+    reconnect_min_s: float,
+    reconnect_max_s: float,
+) -> NoReturn:
+    """Connect, run `session(client)` (which sets `connected` once its setup is done), reconnect forever.
+
+    A lost connection retries after `reconnect_min_s`; failed connects double the wait up to
+    `reconnect_max_s`. Broker errors become one log line each (`<prefix>_connection_lost` /
+    `<prefix>_connect_failed`); `connected` is cleared whenever the connection is gone.
+    """
+    backoff_s = reconnect_min_s
+    while True:
+        client = client_factory()
+        try:
+            async with client:
+                await session(client)
+        except aiomqtt.MqttError as exc:
+            was_connected = connected.is_set()
+            if was_connected:
+                backoff_s = reconnect_min_s
+            event = f"{event_prefix}_connection_lost" if was_connected else f"{event_prefix}_connect_failed"
+            log.warning(event, error=str(exc), retry_in_s=backoff_s)
+        finally:
+            connected.clear()
+        await clock.sleep(backoff_s)
+        backoff_s = min(backoff_s * 2.0, reconnect_max_s)

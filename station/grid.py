@@ -30,7 +30,7 @@ import structlog
 from chargeagent.clock import Clock
 from chargeagent.config import GridSettings, config_dir
 from chargeagent.errors import ChargeAgentError
-from chargeagent.mqtt_connect import MqttEndpoint
+from chargeagent.mqtt_connect import MqttEndpoint, stay_connected
 
 log = structlog.get_logger(__name__)
 QOS = 1  # at least once: a forecast is idempotent, a duplicate costs nothing
@@ -230,30 +230,24 @@ class ForecastPublisher:
         return True
 
     async def _run(self) -> None:
-        backoff_s = self._reconnect_min_s
         identifier = f"chargeagent-grid-{self.site_id}"
-        while True:
-            client = self.endpoint.client(identifier=identifier, keepalive_s=self._keepalive_s)
-            try:
-                async with client:
-                    self._connected.set()
-                    self.connections += 1
-                    backoff_s = self._reconnect_min_s
-                    self._log.info("grid_mqtt_connected", connections=self.connections)
-                    if self.connections > 1 and self._latest is not None:
-                        self._dirty = True  # the broker may have lost the retained copy
-                    await self._publish_loop(client)
-            except aiomqtt.MqttError as exc:
-                event = (
-                    "grid_mqtt_connection_lost" if self._connected.is_set() else "grid_mqtt_connect_failed"
-                )
-                self._log.warning(event, error=str(exc), retry_in_s=backoff_s)
-            finally:
-                self._connected.clear()
-            await self._clock.sleep(backoff_s)
-            backoff_s = min(backoff_s * 2.0, self._reconnect_max_s)
+        await stay_connected(
+            lambda: self.endpoint.client(identifier=identifier, keepalive_s=self._keepalive_s),
+            self._publish_loop,
+            connected=self._connected,
+            clock=self._clock,
+            log=self._log,
+            event_prefix="grid_mqtt",
+            reconnect_min_s=self._reconnect_min_s,
+            reconnect_max_s=self._reconnect_max_s,
+        )
 
     async def _publish_loop(self, client: aiomqtt.Client) -> None:
+        self._connected.set()
+        self.connections += 1
+        self._log.info("grid_mqtt_connected", connections=self.connections)
+        if self.connections > 1 and self._latest is not None:
+            self._dirty = True  # the broker may have lost the retained copy
         while True:
             self._wake.clear()
             latest = self._latest
