@@ -23,6 +23,7 @@ from station.protocol.transaction import (
     ChargingState,
     MeterSample,
     Transaction,
+    interrupted_end_payload,
     stop_reasons,
 )
 
@@ -329,34 +330,8 @@ class StationCore:
 
     @staticmethod
     def end_interrupted_transaction(last_event: dict[str, Any], now: datetime) -> Outbound:
-        """After a power cut or crash: end a transaction the previous run left open.
-
-        The station cannot know what happened while it was down, so the transaction ends at start-up with the
-        next seqNo, triggerReason AbnormalCondition and stoppedReason PowerLoss (ReasonEnumType), carrying the
-        last energy register it recorded.
-        """
-        info = last_event["transactionInfo"]
-        payload: dict[str, Any] = {
-            "eventType": "Ended",
-            "timestamp": ocpp_timestamp(now),
-            "triggerReason": "AbnormalCondition",
-            "seqNo": int(last_event["seqNo"]) + 1,
-            "transactionInfo": {
-                "transactionId": info["transactionId"],
-                "chargingState": "Idle",
-                "stoppedReason": "PowerLoss",
-            },
-        }
-        for meter in last_event.get("meterValue", []):
-            register = [v for v in meter["sampledValue"] if v["measurand"] == "Energy.Active.Import.Register"]
-            if register:
-                payload["meterValue"] = [
-                    {
-                        "timestamp": payload["timestamp"],
-                        "sampledValue": [{**register[0], "context": "Transaction.End"}],
-                    }
-                ]
-        return Outbound("TransactionEvent", payload)
+        """After a power cut or crash: the Ended event of a transaction the previous run left open."""
+        return Outbound("TransactionEvent", interrupted_end_payload(last_event, now))
 
     # --- smart charging (K01) -------------------------------------------------------------------
     def on_set_charging_profile(self, evse_id: int, profile: dict[str, Any]) -> dict[str, Any]:

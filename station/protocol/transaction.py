@@ -140,3 +140,34 @@ class Transaction:
         if event_type == "Ended":
             self.ended = True
         return payload
+
+
+def interrupted_end_payload(last_event: dict[str, Any], now: datetime) -> dict[str, Any]:
+    """After a power cut or crash: end a transaction the previous run left open.
+
+    The station cannot know what happened while it was down, so the transaction ends at start-up with the
+    next seqNo, triggerReason AbnormalCondition and stoppedReason PowerLoss (ReasonEnumType), carrying the
+    last energy register it recorded.
+    """
+    info = last_event["transactionInfo"]
+    payload: dict[str, Any] = {
+        "eventType": "Ended",
+        "timestamp": ocpp_timestamp(now),
+        "triggerReason": "AbnormalCondition",
+        "seqNo": int(last_event["seqNo"]) + 1,
+        "transactionInfo": {
+            "transactionId": info["transactionId"],
+            "chargingState": "Idle",
+            "stoppedReason": "PowerLoss",
+        },
+    }
+    for meter in last_event.get("meterValue", []):
+        register = [v for v in meter["sampledValue"] if v["measurand"] == "Energy.Active.Import.Register"]
+        if register:
+            payload["meterValue"] = [
+                {
+                    "timestamp": payload["timestamp"],
+                    "sampledValue": [{**register[0], "context": "Transaction.End"}],
+                }
+            ]
+    return payload
