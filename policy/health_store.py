@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from chargeagent.errors import ChargeAgentError, ConfigError
+from chargeagent.sqlite_wal import connect_wal
 from policy.health_csv import SessionData, write_charges
 from policy.health_estimators import SessionEstimate
 
@@ -79,10 +80,7 @@ class HealthStore:
         if max_sessions < 1 or not retention_days > 0:
             raise ConfigError("health store: max_sessions must be >= 1 and retention_days > 0")
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            db = sqlite3.connect(path, isolation_level=None)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.executescript(_SCHEMA)
+            db = connect_wal(path, _SCHEMA, fsync_each_commit=False)
         except (OSError, sqlite3.Error) as exc:
             raise ConfigError(f"station.data_dir: cannot open the health store {path}: {exc}") from None
         self._db: sqlite3.Connection | None = db

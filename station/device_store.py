@@ -15,6 +15,7 @@ import sqlite3
 from pathlib import Path
 
 from chargeagent.errors import ChargeAgentError, ConfigError
+from chargeagent.sqlite_wal import connect_wal
 from station.protocol.device_types import Change, ComponentRef, VariableRef
 
 FILE_NAME = "device_model.sqlite3"
@@ -35,11 +36,7 @@ class DeviceStore:
 
     def __init__(self, path: Path) -> None:
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            db = sqlite3.connect(path, isolation_level=None)  # autocommit: every statement is durable
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=FULL")
-            db.executescript(_SCHEMA)
+            db = connect_wal(path, _SCHEMA, fsync_each_commit=True)  # every statement is durable
         except (OSError, sqlite3.Error) as exc:
             raise ConfigError(f"station.data_dir: cannot open the device model store {path}: {exc}") from None
         self._db: sqlite3.Connection | None = db

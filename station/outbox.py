@@ -33,6 +33,7 @@ import structlog
 
 from chargeagent.clock import Clock
 from chargeagent.errors import ProtocolError
+from chargeagent.sqlite_wal import connect_wal
 from station.protocol.station import Outbound
 
 log = structlog.get_logger(__name__)
@@ -93,11 +94,8 @@ class Outbox:
 
     # --- persistence -------------------------------------------------------------------------
     def _open_db(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        db = sqlite3.connect(path, isolation_level=None)  # explicit BEGIN/COMMIT below
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=FULL")  # fsync the WAL on every commit: survives power cuts
-        db.executescript(_SCHEMA)
+        # Autocommit with explicit BEGIN/COMMIT below; the WAL is fsynced on every commit (power cuts).
+        db = connect_wal(path, _SCHEMA, fsync_each_commit=True)
         for row_id, action, payload in db.execute("SELECT id, action, payload FROM outbox ORDER BY id"):
             self._queue.append(_Item(Outbound(action, json.loads(payload)), row_id))
         for tx_id, last in db.execute("SELECT transaction_id, last_event FROM open_tx"):
