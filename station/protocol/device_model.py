@@ -221,17 +221,9 @@ class DeviceModel:
             else:
                 component = ComponentRef.from_ocpp(item["component"])
                 result = self.get(component, VariableRef.from_ocpp(item["variable"]), attribute_type)
-            entry: dict[str, Any] = {
-                "attributeStatus": result.status.value,
-                "component": item["component"],
-                "variable": item["variable"],
-            }
-            if "attributeType" in item:
-                entry["attributeType"] = attribute_type
+            entry = _result_entry(item, result.status.value, result.reason)
             if result.value is not None:
                 entry["attributeValue"] = result.value
-            if result.reason is not None:
-                entry["attributeStatusInfo"] = {"reasonCode": result.reason}
             results.append(entry)
         return results
 
@@ -251,15 +243,7 @@ class DeviceModel:
                 component = ComponentRef.from_ocpp(item["component"])
                 variable = VariableRef.from_ocpp(item["variable"])
                 result = self.set(component, variable, str(item["attributeValue"]), attribute_type)
-            entry: dict[str, Any] = {
-                "attributeStatus": result.status.value,
-                "component": item["component"],
-                "variable": item["variable"],
-            }
-            if "attributeType" in item:
-                entry["attributeType"] = attribute_type
-            if result.reason is not None:
-                entry["attributeStatusInfo"] = {"reasonCode": result.reason}
+            entry = _result_entry(item, result.status.value, result.reason)
             if result.change is not None:
                 changes.append(result.change)
             results.append(entry)
@@ -298,3 +282,17 @@ def notify_report_pages(
         }
         for seq_no, chunk in enumerate(chunks)
     ]
+
+
+def _result_entry(item: dict[str, Any], status: str, reason: str | None) -> dict[str, Any]:
+    """The common part of a GetVariableResult / SetVariableResult: what was asked, and the status."""
+    entry: dict[str, Any] = {
+        "attributeStatus": status,
+        "component": item["component"],
+        "variable": item["variable"],
+    }
+    if "attributeType" in item:
+        entry["attributeType"] = item["attributeType"]
+    if reason is not None:
+        entry["attributeStatusInfo"] = {"reasonCode": reason}
+    return entry
