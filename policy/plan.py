@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,7 @@ from policy.curve import (
 )
 from policy.envelope import EnvelopeLimits, thermal_derate_fraction
 from policy.physics import resistance_factor
-from policy.physics_params import cell_params
+from policy.physics_params import CellParams, cell_params
 from policy.teacher import MIN_FRACTION, PREFERENCE_BUDGET_RATIO, STATE_RANGES
 
 log = structlog.get_logger(__name__)
@@ -125,13 +126,18 @@ def budget_ratio(req: PlanRequest) -> float:
     if req.budget_minutes is not None:
         ratio = req.budget_minutes / _ideal_minutes(req)
     else:
-        cell = cell_params("lfp" if req.chemistry == "lfp" else "nmc", 100.0)
-        factor = float(resistance_factor(cell, req.cell_temp_c, req.soh))
+        factor = float(resistance_factor(_reference_cell(req.chemistry), req.cell_temp_c, req.soh))
         ratio = PREFERENCE_BUDGET_RATIO[req.preference] * min(max(factor, _MIN_R_FACTOR), _MAX_R_FACTOR)
     return min(max(ratio, lo), hi)
 
 
 _MIN_R_FACTOR, _MAX_R_FACTOR = 0.8, 3.0
+
+
+@cache
+def _reference_cell(chemistry: str) -> CellParams:
+    """The chemistry's cell parameters, built once (only the per-Ah scalings matter for the factor)."""
+    return cell_params("lfp" if chemistry == "lfp" else "nmc", 100.0)
 
 
 def _features(req: PlanRequest, budget_ratio: float) -> np.ndarray:
