@@ -95,7 +95,7 @@ def cst_for(reason: StopReason, *, bms_stopped: bool) -> codec.Cst:
     """CST content (SPN3521-3523) for our stop reason."""
     if bms_stopped:
         return codec.Cst(bms_stopped=1)
-    if reason in (StopReason.REMOTE, StopReason.LOCAL):
+    if reason in (StopReason.REMOTE, StopReason.LOCAL, StopReason.IMMEDIATE_RESET):
         return codec.Cst(manual_stop=1)
     if reason in (StopReason.IMPLAUSIBLE_DATA, StopReason.SAFETY_ENVELOPE, StopReason.BMS_FAULT):
         return codec.Cst(fault_stop=1, fault_other=1)

@@ -75,6 +75,7 @@ class StopReason(StrEnum):
     CHARGER_TIMEOUT = "charger_timeout"  # BMS reported our messages missing (BEM)
     REMOTE = "remote"  # CSMS RequestStopTransaction
     LOCAL = "local"  # operator/station decided (e.g. shutdown)
+    IMMEDIATE_RESET = "immediate_reset"  # OCPP Reset Immediate (B11): the station restarts now
     EV_DISCONNECTED = "ev_disconnected"
     SAFETY_ENVELOPE = "safety_envelope"  # the envelope refused to continue
     IMPLAUSIBLE_DATA = "implausible_data"

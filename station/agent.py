@@ -31,10 +31,18 @@ from station.device_store import FILE_NAME as DEVICE_STORE_FILE
 from station.health_recorder import StationHealth, notify_event
 from station.ocpp_v201 import OcppChargePoint
 from station.outbox import Outbox
+from station.protocol.availability import apply_availability
 from station.protocol.device_types import Change
 from station.protocol.station import Outbound, PendingStart, StationCore, StationInfo
 
 log = structlog.get_logger(__name__)
+
+RESET_SESSION_END_TIMEOUT_S = 30.0  # an Immediate reset waits this long for the charging session to stop
+RESET_DRAIN_TIMEOUT_S = 5.0  # ...and this long for queued messages to go out before the connection drops
+
+
+class _ResetDue(Exception):
+    """Raised in the agent's task group when an OCPP Reset is due: its tasks stop and `run` starts over."""
 
 
 def default_outbox_path(settings: Settings) -> Path:
@@ -106,6 +114,10 @@ class StationAgent:
         self.booted = asyncio.Event()
         # Security events wait here until the CSMS has accepted us (A04: they are sent once connected).
         self._security_events: list[tuple[str, str]] = [("StartupOfTheDevice", "chargeagent started")]
+        self._boot_reason = "PowerUp"
+        self._reset_due = asyncio.Event()
+        self._reset_type = ""
+        apply_availability(self.core, clock.now())  # a stored Inoperative; the boot reports every status
         self.log = log.bind(station_id=self.station_id)
 
     # --- StationHooks (called from OCPP handlers; must not block) ------------------------------
@@ -120,6 +132,18 @@ class StationAgent:
 
     def variables_changed(self, changes: list[Change]) -> None:
         self.devices.changed(changes)
+
+    def availability_changed(self, messages: list[Outbound]) -> None:
+        self.devices.availability_changed()
+        self.enqueue(messages)
+
+    def reset_requested(self, reset_type: str) -> None:
+        """B11/B12: no new transactions from now; Immediate also stops the running one (ImmediateReset)."""
+        self.core.reset_scheduled = True
+        self._reset_type = reset_type
+        if reset_type == "Immediate" and not self._idle.is_set():
+            self.stop_reason = StopReason.IMMEDIATE_RESET
+        self._reset_due.set()
 
     def security_event(self, event_type: str, tech_info: str) -> None:
         """Record a security event; it goes out as SecurityEventNotification once the CSMS accepted us."""
@@ -158,20 +182,25 @@ class StationAgent:
         structlog.contextvars.bind_contextvars(station_id=self.station_id)
         self._end_interrupted_transactions()
         try:
-            async with asyncio.TaskGroup() as tg:
-                tg.create_task(
-                    connect_forever(
-                        self.station_id,
-                        self.settings.ocpp,
-                        self.clock,
-                        self._session,
-                        options=self._connect,
-                        on_security_event=self.security_event,
-                        backoff=self.devices.current_backoff,
-                    ),
-                    name=f"{self.station_id}:connection",
-                )
-                tg.create_task(self._evse_controller(), name=f"{self.station_id}:evse{EVSE_ID}")
+            while True:
+                try:
+                    async with asyncio.TaskGroup() as tg:
+                        tg.create_task(
+                            connect_forever(
+                                self.station_id,
+                                self.settings.ocpp,
+                                self.clock,
+                                self._session,
+                                options=self._connect,
+                                on_security_event=self.security_event,
+                                backoff=self.devices.current_backoff,
+                            ),
+                            name=f"{self.station_id}:connection",
+                        )
+                        tg.create_task(self._evse_controller(), name=f"{self.station_id}:evse{EVSE_ID}")
+                        tg.create_task(self._reset_when_due(), name=f"{self.station_id}:reset")
+                except* _ResetDue:
+                    self._restart()
         finally:
             self.outbox.close()
             self.devices.close()
@@ -186,6 +215,47 @@ class StationAgent:
                 seq_no=ended.payload["seqNo"],
             )
             self.outbox.put([ended])
+
+    async def _reset_when_due(self) -> None:
+        """Wait for a Reset, then for the station to be idle and the outbox to drain (both bounded), then
+        raise `_ResetDue` so `run` tears the connection and controller down and starts them again."""
+        await self._reset_due.wait()
+        try:
+            async with asyncio.timeout(
+                RESET_SESSION_END_TIMEOUT_S if self._reset_type == "Immediate" else None
+            ):
+                await self._idle.wait()
+        except TimeoutError:
+            self.log.error("reset_session_did_not_stop", timeout_s=RESET_SESSION_END_TIMEOUT_S)
+        await self._drain(RESET_DRAIN_TIMEOUT_S)
+        raise _ResetDue
+
+    def _restart(self) -> None:
+        """After a Reset: the state a reboot keeps (outbox, device model, profiles, operational status) stays;
+        the protocol session starts over with BootNotification(RemoteReset), RebootRequired values apply."""
+        now = self.clock.now()
+        for evse_id in self.core.evses:  # a session that did not stop in time: end its transaction now
+            self.enqueue(self.core.end_transaction(evse_id, now, StopReason.IMMEDIATE_RESET, None))
+        while not self._starts.empty():
+            pending, _ = self._starts.get_nowait()
+            self.core.abandon_start(pending)
+        self._idle.set()
+        self.core.rebooted()
+        self.booted.clear()
+        self._reset_due.clear()
+        self._boot_reason = "RemoteReset"
+        self._connect = self.devices.connect_options(connect_options(self.station_id, self.settings.ocpp))
+        self._security_events.append(("ResetOrReboot", f"{self._reset_type} reset requested by the CSMS"))
+        self.log.warning("station_reset", type=self._reset_type)
+
+    async def _drain(self, timeout_s: float) -> None:
+        """Let queued messages go out while connected, at most `timeout_s` (they stay queued otherwise)."""
+        try:
+            async with asyncio.timeout(timeout_s):
+                while len(self.outbox) and self.outbox.online:
+                    await self.clock.sleep(0.05)
+        except TimeoutError:
+            self.log.warning("outbox_not_drained", queued=len(self.outbox))
 
     async def shutdown(self, timeout_s: float = 10.0) -> None:
         """Orderly stop (SIGTERM): end a running session (0 A, CST), queue its Ended, let the outbox drain.
@@ -235,7 +305,7 @@ class StationAgent:
     async def _boot(self, cp: OcppChargePoint) -> None:
         """B01-B03: BootNotification until Accepted, waiting the interval the CSMS gives."""
         while True:
-            response = await cp.send(self.core.boot_request())
+            response = await cp.send(self.core.boot_request(self._boot_reason))
             wait_s = self.core.on_boot_response(response["status"], float(response["interval"]))
             self.log.info("boot_response", status=response["status"], interval_s=response["interval"])
             if self.core.accepted:

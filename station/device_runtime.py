@@ -111,6 +111,7 @@ class DeviceRuntime:
                 self._apply(change)
             if applied:
                 log.info("device_model_restored", variables=[c.name for c in applied])
+            core.operative.update(self.store.load_operative())
 
     # --- changes ---------------------------------------------------------------------------------
     def changed(self, changes: list[Change]) -> None:
@@ -147,6 +148,15 @@ class DeviceRuntime:
             self.model.update(*HEARTBEAT_INTERVAL, seconds(self.core.heartbeat_interval_s))
         except ValueError as exc:  # beyond the variable's maxLimit: keep heartbeating, report the old value
             log.warning("heartbeat_interval_not_reportable", error=str(exc))
+
+    def availability_changed(self) -> None:
+        """Persist the operational status after a ChangeAvailability (G03/G04: it survives a restart)."""
+        if self.store is None:
+            return
+        try:
+            self.store.save_operative(self.core.operative)
+        except ChargeAgentError as exc:  # act on it now; it is lost at restart
+            log.error("availability_store_failed", error=str(exc))
 
     # --- start-time wiring -----------------------------------------------------------------------
     def connect_options(self, options: ConnectOptions) -> ConnectOptions:

@@ -23,6 +23,7 @@ FILE_NAME = "device_model.sqlite3"
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS variable (key TEXT PRIMARY KEY, component TEXT NOT NULL, variable TEXT NOT NULL,
                                      value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS availability (evse_id INTEGER PRIMARY KEY, operative INTEGER NOT NULL);
 """
 
 
@@ -77,6 +78,23 @@ class DeviceStore:
                 value,
             ),
         )
+
+    def load_operative(self) -> dict[int, bool]:
+        """The operational status by evseId (0 = station) a ChangeAvailability left (G03/G04: it persists)."""
+        rows = self._conn().execute("SELECT evse_id, operative FROM availability")
+        return {int(evse_id): bool(operative) for evse_id, operative in rows}
+
+    def save_operative(self, operative: dict[int, bool]) -> None:
+        """Store the operational status per evseId; ChargeAgentError if SQLite cannot write it."""
+        try:
+            for evse_id, value in operative.items():
+                self._conn().execute(
+                    "INSERT INTO availability (evse_id, operative) VALUES (?, ?) "
+                    "ON CONFLICT(evse_id) DO UPDATE SET operative = excluded.operative",
+                    (evse_id, int(value)),
+                )
+        except sqlite3.Error as exc:
+            raise ChargeAgentError(f"device model store {self.path}: {exc}") from None
 
     def _conn(self) -> sqlite3.Connection:
         if self._db is None:

@@ -21,6 +21,7 @@ from ocpp.v201 import ChargePoint, call
 
 from chargeagent.errors import ProtocolError
 from chargeagent.tasks import checkpoint
+from station.protocol.availability import on_change_availability, on_reset
 from station.protocol.device_model import DeviceModel
 from station.protocol.device_types import Change
 from station.protocol.remote import data_transfer, get_charging_profiles, trigger_message, unlock_connector
@@ -56,6 +57,10 @@ class StationHooks(Protocol):
     def enqueue(self, messages: list[Outbound]) -> None: ...
 
     def variables_changed(self, changes: list[Change]) -> None: ...
+
+    def availability_changed(self, messages: list[Outbound]) -> None: ...
+
+    def reset_requested(self, reset_type: str) -> None: ...
 
 
 class OcppChargePoint(ChargePoint):  # type: ignore[misc]
@@ -262,6 +267,37 @@ class OcppChargePoint(ChargePoint):  # type: ignore[misc]
         response = unlock_connector(self.core, evse_id, connector_id)
         log.info("unlock_connector", evse_id=evse_id, connector_id=connector_id, status=response["status"])
         return call_result("UnlockConnector", response)
+
+    # --- availability and reset (G03/G04, B11/B12) ---------------------------------------------------
+    @_on("ChangeAvailability")
+    def on_change_availability(
+        self, operational_status: str, evse: dict[str, Any] | None = None, **_: Any
+    ) -> Any:
+        evse_id = None if evse is None else int(evse["id"])
+        response: dict[str, Any] = {"status": "Rejected", "statusInfo": {"reasonCode": "UnknownConnector"}}
+        if evse is None or evse.get("connector_id") in (None, 1):  # one connector (id 1) per EVSE
+            now = self.clock_now()
+            response, messages = on_change_availability(self.core, operational_status, evse_id, now)
+            if response["status"] != "Rejected":
+                self._after = lambda: self.hooks.availability_changed(messages)
+        log.info("change_availability", operational_status=operational_status, evse_id=evse_id, **response)
+        return call_result("ChangeAvailability", response)
+
+    @_after("ChangeAvailability")
+    def after_change_availability(self, **_: Any) -> None:
+        self._run_after()
+
+    @_on("Reset")
+    def on_reset(self, type: str, evse_id: int | None = None, **_: Any) -> Any:  # `type`: the OCPP field name
+        response = on_reset(self.core, type, evse_id)
+        log.info("reset_request", type=type, evse_id=evse_id, status=response["status"])
+        if response["status"] != "Rejected":
+            self._after = lambda: self.hooks.reset_requested(type)
+        return call_result("Reset", response)
+
+    @_after("Reset")
+    def after_reset(self, **_: Any) -> None:
+        self._run_after()
 
     @_on("DataTransfer")
     def on_data_transfer(self, vendor_id: str, **_: Any) -> Any:

@@ -32,8 +32,9 @@ _S = ConnectorStatus
 _E = ConnectorEvent
 
 # (state, event) -> next state. OCPP 2.0.1 part 2, G01/G03/G04 (status notifications): a cable can be
-# plugged into an Available or Reserved connector; a fault can happen in any state; clearing a fault returns
-# to Available (the station re-checks occupancy and plugs again if a cable is still present).
+# plugged into an Available or Reserved connector; a cable plugged into an Unavailable or Faulted connector
+# leaves the status as it is (the cable is still recorded); a fault can happen in any state; clearing a
+# fault or enabling returns to Available (`Connector.fire` then re-plugs if a cable is still present).
 TRANSITIONS: dict[tuple[ConnectorStatus, ConnectorEvent], ConnectorStatus] = {
     (_S.AVAILABLE, _E.PLUG_IN): _S.OCCUPIED,
     (_S.RESERVED, _E.PLUG_IN): _S.OCCUPIED,
@@ -42,6 +43,8 @@ TRANSITIONS: dict[tuple[ConnectorStatus, ConnectorEvent], ConnectorStatus] = {
     (_S.OCCUPIED, _E.DISABLE): _S.UNAVAILABLE,
     (_S.UNAVAILABLE, _E.ENABLE): _S.AVAILABLE,
     (_S.UNAVAILABLE, _E.UNPLUG): _S.UNAVAILABLE,
+    (_S.UNAVAILABLE, _E.PLUG_IN): _S.UNAVAILABLE,
+    (_S.FAULTED, _E.PLUG_IN): _S.FAULTED,
     (_S.FAULTED, _E.FAULT_CLEARED): _S.AVAILABLE,
     (_S.FAULTED, _E.UNPLUG): _S.FAULTED,
     **{(state, _E.FAULT): _S.FAULTED for state in ConnectorStatus},
@@ -66,4 +69,6 @@ class Connector:
             self.cable_plugged = True
         elif event is ConnectorEvent.UNPLUG:
             self.cable_plugged = False
+        elif self.status is ConnectorStatus.AVAILABLE and self.cable_plugged:
+            self.status = ConnectorStatus.OCCUPIED  # enabled / fault cleared with a cable still in
         return self.status

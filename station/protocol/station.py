@@ -108,6 +108,9 @@ class StationCore:
         self.max_stack_level = 100  # SmartChargingCtrlr.ProfileStackLevel
         self.max_periods_per_schedule = 1024  # SmartChargingCtrlr.PeriodsPerSchedule
         self._offline: tuple[float, dict[int, str]] | None = None  # (since_s, statuses then)
+        # Operational status by evseId, 0 = the station (G03/G04, station.protocol.availability); persisted.
+        self.operative: dict[int, bool] = {}
+        self.reset_scheduled = False  # an OnIdle Reset waits: no new transactions meanwhile (B12)
 
     # --- boot & heartbeat (B01-B04) -------------------------------------------------------------
     def boot_request(self, reason: str = "PowerUp") -> Outbound:
@@ -137,6 +140,12 @@ class StationCore:
             return interval_s
         return self.heartbeat_interval_s
 
+    def rebooted(self) -> None:
+        """A Reset restarted the protocol session: BootNotification again, then every connector's status."""
+        self.boot_state = BootState.NOT_SENT
+        self._offline = None
+        self.reset_scheduled = False
+
     @property
     def accepted(self) -> bool:
         return self.boot_state is BootState.ACCEPTED
@@ -147,7 +156,7 @@ class StationCore:
 
     def status_notifications(self, now: datetime) -> list[Outbound]:
         """Current status of every connector (after boot and on every reconnect; never queued)."""
-        return [self._status(evse, now) for evse in self.evses.values()]
+        return [self.status_notification(evse, now) for evse in self.evses.values()]
 
     def went_offline(self, now_s: float) -> None:
         """The CSMS connection was lost: remember when, and the connector statuses the CSMS last saw."""
@@ -164,12 +173,12 @@ class StationCore:
             return self.status_notifications(now)
         before = offline[1]
         return [
-            self._status(evse, now)
+            self.status_notification(evse, now)
             for i, evse in self.evses.items()
             if before.get(i) != evse.connector.status.value
         ]
 
-    def _status(self, evse: Evse, now: datetime) -> Outbound:
+    def status_notification(self, evse: Evse, now: datetime) -> Outbound:
         return Outbound(
             "StatusNotification",
             {
@@ -184,7 +193,7 @@ class StationCore:
     def plug_in(self, evse_id: int, now: datetime) -> list[Outbound]:
         evse = self.evses[evse_id]
         evse.connector.fire(ConnectorEvent.PLUG_IN)
-        out = [self._status(evse, now)]
+        out = [self.status_notification(evse, now)]
         tx = evse.transaction
         if tx is not None and not tx.ended:
             tx.charging_state = ChargingState.EV_CONNECTED
@@ -197,7 +206,7 @@ class StationCore:
         if evse.transaction is not None and not evse.transaction.ended:
             out += self.end_transaction(evse_id, now, StopReason.EV_DISCONNECTED, sample)
         evse.connector.fire(ConnectorEvent.UNPLUG)
-        out.append(self._status(evse, now))
+        out.append(self.status_notification(evse, now))
         return out
 
     # --- remote start / stop (F01, F03) ---------------------------------------------------------
@@ -257,6 +266,8 @@ class StationCore:
         candidates = [self.evses[evse_id]] if evse_id in self.evses else []
         if evse_id is None:
             candidates = list(self.evses.values())
+        if self.reset_scheduled:
+            return None
         for evse in candidates:
             free = (evse.transaction is None or evse.transaction.ended) and not evse.reserved_for_start
             if free and evse.connector.status in (

@@ -45,6 +45,7 @@ _STOP_MAP: dict[StopReason, tuple[str, str]] = {
     StopReason.CHARGER_TIMEOUT: ("EVCommunicationLost", "Timeout"),
     StopReason.REMOTE: ("RemoteStop", "Remote"),
     StopReason.LOCAL: ("StopAuthorized", "Local"),
+    StopReason.IMMEDIATE_RESET: ("ResetCommand", "ImmediateReset"),  # B11: Ended before the reset
     StopReason.EV_DISCONNECTED: ("EVDeparted", "EVDisconnected"),
     StopReason.SAFETY_ENVELOPE: ("AbnormalCondition", "Other"),
     StopReason.IMPLAUSIBLE_DATA: ("AbnormalCondition", "Other"),
