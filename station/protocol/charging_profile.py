@@ -2,19 +2,26 @@
 
 Rules implemented (OCPP 2.0.1 part 2, 3.5 'Smart charging'): within a purpose the valid profile with the
 highest stackLevel wins; a TxProfile overrides the TxDefaultProfile for its transaction; the result is the
-minimum of that and ChargingStationMaxProfile. Kinds Absolute (startSchedule) and Relative (from
-transaction start); Recurring and full composite schedules arrive with the smart-charging issue.
+minimum of that and ChargingStationMaxProfile. Kinds: Absolute (from startSchedule), Relative (from the
+transaction's start) and Recurring (from startSchedule, restarting every day or week, `recurrencyKind`).
+
+A Recurring schedule applies from its startSchedule on; each run starts at startSchedule + k·period and
+lasts `duration` (or the whole period when absent; a longer duration is cut by the next run), so a daily
+22:00-06:00 cap crosses midnight as one run.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from chargeagent.errors import ProtocolError
 
 PURPOSES = ("ChargingStationMaxProfile", "TxDefaultProfile", "TxProfile")
+KINDS = ("Absolute", "Relative", "Recurring")
+RECURRENCE_S = {"Daily": 86_400.0, "Weekly": 7 * 86_400.0}  # RecurrencyKindEnumType
 
 
 @dataclass(frozen=True)
@@ -53,9 +60,14 @@ class ProfileStore:
                 return "Rejected"  # K01.FR.16: TxProfile needs an active transaction on that EVSE
             if profile.get("transactionId") not in (None, active_tx_id):
                 return "Rejected"
-        if profile.get("chargingProfileKind") not in ("Absolute", "Relative"):
+        kind = profile.get("chargingProfileKind")
+        if kind not in KINDS:
+            return "Rejected"
+        if kind == "Recurring" and profile.get("recurrencyKind") not in RECURRENCE_S:
             return "Rejected"
         for schedule in profile.get("chargingSchedule", []):
+            if kind == "Recurring" and "startSchedule" not in schedule:
+                return "Rejected"  # a recurrence needs its first start
             if schedule.get("chargingRateUnit") not in ("A", "W") or not schedule.get(
                 "chargingSchedulePeriod"
             ):
@@ -131,6 +143,30 @@ class ProfileStore:
         return None
 
 
+def schedule_runs(
+    profile: dict[str, Any],
+    schedule: dict[str, Any],
+    start: datetime,
+    end: datetime,
+    tx_start: datetime | None,
+) -> list[tuple[datetime, float | None]]:
+    """(origin, length in s or None = open-ended) of each run of `schedule` that can touch [start, end]."""
+    kind = profile["chargingProfileKind"]
+    duration = float(schedule["duration"]) if "duration" in schedule else None
+    if kind == "Relative":
+        return [] if tx_start is None else [(tx_start, duration)]
+    if "startSchedule" not in schedule:
+        return []
+    first = parse_time(schedule["startSchedule"])
+    if kind != "Recurring":
+        return [(first, duration)]
+    period = RECURRENCE_S[profile["recurrencyKind"]]
+    length = period if duration is None else min(duration, period)
+    k_first = max(0, math.floor((start - first).total_seconds() / period))
+    k_last = math.floor((end - first).total_seconds() / period)
+    return [(first + timedelta(seconds=k * period), length) for k in range(k_first, k_last + 1)]
+
+
 def _profile_limit_a(
     profile: dict[str, Any], now: datetime, tx_start: datetime | None, voltage_v: float
 ) -> float | None:
@@ -139,15 +175,12 @@ def _profile_limit_a(
     if "validTo" in profile and now >= parse_time(profile["validTo"]):
         return None
     for schedule in profile.get("chargingSchedule", []):
-        if profile["chargingProfileKind"] == "Relative":
-            start = tx_start
-        else:
-            start = parse_time(schedule["startSchedule"]) if "startSchedule" in schedule else None
-        if start is None:
+        runs = schedule_runs(profile, schedule, now, now, tx_start)
+        if not runs:
             continue
+        start, duration = runs[-1]
         offset_s = (now - start).total_seconds()
-        duration = schedule.get("duration")
-        if offset_s < 0 or (duration is not None and offset_s >= float(duration)):
+        if offset_s < 0 or (duration is not None and offset_s >= duration):
             continue
         active = None
         for period in sorted(schedule["chargingSchedulePeriod"], key=lambda p: p["startPeriod"]):

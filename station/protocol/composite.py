@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from chargeagent.clock import ocpp_timestamp
-from station.protocol.charging_profile import ProfileStore, parse_time
+from station.protocol.charging_profile import ProfileStore, parse_time, schedule_runs
 
 
 def _breakpoints(
@@ -25,16 +25,11 @@ def _breakpoints(
             if key in profile:
                 points.add(parse_time(profile[key]))
         for schedule in profile.get("chargingSchedule", []):
-            if profile["chargingProfileKind"] == "Relative":
-                origin = tx_start
-            else:
-                origin = parse_time(schedule["startSchedule"]) if "startSchedule" in schedule else None
-            if origin is None:
-                continue
-            for period in schedule["chargingSchedulePeriod"]:
-                points.add(origin + timedelta(seconds=float(period["startPeriod"])))
-            if "duration" in schedule:
-                points.add(origin + timedelta(seconds=float(schedule["duration"])))
+            for origin, length in schedule_runs(profile, schedule, start, end, tx_start):
+                for period in schedule["chargingSchedulePeriod"]:
+                    points.add(origin + timedelta(seconds=float(period["startPeriod"])))
+                if length is not None:
+                    points.add(origin + timedelta(seconds=length))
     return sorted(p for p in points if start <= p < end)
 
 

@@ -108,3 +108,71 @@ def test_composite_schedule_is_schema_valid_and_unknown_evse_is_rejected():
     assert response["schedule"]["chargingSchedulePeriod"] == [{"startPeriod": 0, "limit": 250.0}]
     _validate_payload(CallResult("1", response, "GetCompositeSchedule"), "2.0.1")
     assert core.on_get_composite_schedule(7, 3600, None, T0)["status"] == "Rejected"
+
+
+def night_cap(limit=32.0, stack=1, **extra):
+    """A daily 22:00-06:00 cap from 1 January on (the spec's 'Recurring, Daily' example shape)."""
+    p = profile(9, "TxDefaultProfile", stack, limit, start=datetime(2026, 1, 1, 22, 0, tzinfo=UTC), **extra)
+    p["chargingProfileKind"] = "Recurring"
+    p["recurrencyKind"] = "Daily"
+    p["chargingSchedule"][0]["duration"] = 8 * 3600
+    return p
+
+
+def at(day, hour, minute=0):
+    return datetime(2026, 1, day, hour, minute, tzinfo=UTC)
+
+
+def test_daily_recurring_profile_crosses_midnight_and_repeats_every_day():
+    store = ProfileStore()
+    store.install(1, profile(1, "TxDefaultProfile", 0, 200), None)
+    assert store.install(1, night_cap(), None) == "Accepted"
+
+    def limit(moment):
+        return store.limit_a(1, moment, tx_id=None, tx_start=None, voltage_v=400)
+
+    assert limit(at(1, 21)) == 200  # before the first run
+    assert limit(at(1, 23)) == 32
+    assert limit(at(2, 2)) == 32  # after midnight: still the run that started at 22:00
+    assert limit(at(2, 6)) == 200  # duration over
+    assert limit(at(5, 23, 30)) == 32  # four days later
+    assert limit(at(9, 5, 59)) == 32
+
+
+def test_weekly_recurring_profile_applies_on_the_same_weekday_only():
+    store = ProfileStore()
+    p = profile(3, "TxDefaultProfile", 0, 16, start=at(5, 8))  # Monday 5 January, 08:00
+    p.update(chargingProfileKind="Recurring", recurrencyKind="Weekly")
+    p["chargingSchedule"][0]["duration"] = 10 * 3600
+    store.install(1, p, None)
+    assert store.limit_a(1, at(12, 9), tx_id=None, tx_start=None, voltage_v=400) == 16  # next Monday
+    assert store.limit_a(1, at(13, 9), tx_id=None, tx_start=None, voltage_v=400) is None  # Tuesday
+
+
+def test_recurring_profile_needs_a_recurrency_kind_and_a_start():
+    store = ProfileStore()
+    no_kind = night_cap()
+    del no_kind["recurrencyKind"]
+    assert store.install(1, no_kind, None) == "Rejected"
+    no_start = night_cap()
+    del no_start["chargingSchedule"][0]["startSchedule"]
+    assert store.install(1, no_start, None) == "Rejected"
+
+
+def test_composite_schedule_of_a_recurring_cap_over_a_day_and_under_a_tx_profile():
+    from station.protocol.composite import composite_schedule
+
+    store = ProfileStore()
+    store.install(1, night_cap(), None)
+    day = composite_schedule(store, 1, at(2, 20), 24 * 3600, tx_id=None, tx_start=None, voltage_v=400,
+                             default_limit_a=250)  # fmt: skip
+    assert day["chargingSchedulePeriod"] == [
+        {"startPeriod": 0, "limit": 250},  # 20:00: no profile applies, the station rating does
+        {"startPeriod": 2 * 3600, "limit": 32},  # 22:00
+        {"startPeriod": 10 * 3600, "limit": 250},  # 06:00 next day
+    ]
+    # A TxProfile replaces the TxDefaultProfile for its transaction, night cap or not.
+    store.install(1, profile(4, "TxProfile", 0, 100, start=at(2, 20), transactionId="tx"), "tx")
+    tx = composite_schedule(store, 1, at(2, 21), 4 * 3600, tx_id="tx", tx_start=at(2, 20), voltage_v=400,
+                            default_limit_a=250)  # fmt: skip
+    assert tx["chargingSchedulePeriod"] == [{"startPeriod": 0, "limit": 100}]
