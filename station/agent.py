@@ -10,6 +10,7 @@ integrates energy; the transaction ends with the reason the session ended.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from chargeagent.config import Settings
 from chargeagent.errors import ProtocolError
 from policy.envelope import EnvelopeLimits
 from policy.health import Alert
+from station.authorization import Authorizer
 from station.charging import EVSE_ID, ChargingSession, SessionResult, StepRecord, curve_policy
 from station.connection import connect_forever, connect_options
 from station.device_runtime import DeviceRuntime
@@ -97,6 +99,9 @@ class StationAgent:
             store_path=outbox_path.parent / DEVICE_STORE_FILE if outbox_path is not None else None,
             on_security_event=self.security_event,
         )
+        self.authorizer = Authorizer(
+            self.core, clock, outbox_path.parent if outbox_path is not None else None
+        )
         # Per-battery health history, also next to the outbox; without a data dir nothing is kept.
         self.health = StationHealth(settings.health, outbox_path.parent if outbox_path is not None else None)
         self._event_id = int(clock.now().timestamp()) % 2**30  # NotifyEvent eventIds, unique across restarts
@@ -167,6 +172,28 @@ class StationAgent:
             ]
         )
 
+    def clear_auth_cache(self) -> bool:
+        return self.authorizer.clear()
+
+    # --- idToken presented at the station (RFID reader, local app) -------------------------------
+    def present_id_token(self, id_token: dict[str, str], evse_id: int = EVSE_ID) -> None:
+        """C01/E07: the token of the running transaction stops it; otherwise it asks to start one."""
+        token = self.authorizer.pseudonym(id_token)  # never the token itself in a log line
+        tx = self.core.transaction(evse_id)
+        if tx is not None:
+            if tx.id_token is not None and self.authorizer.pseudonym(tx.id_token) == token:
+                self.log.info("local_stop", evse_id=evse_id, token=token)
+                self.stop_reason = StopReason.LOCAL
+            else:
+                self.log.info("id_token_ignored", reason="another transaction runs", token=token)
+            return
+        response, pending = self.core.on_request_start(
+            id_token=id_token, remote_start_id=None, evse_id=evse_id
+        )
+        self.log.info("local_start", evse_id=evse_id, status=response["status"], token=token)
+        if pending is not None:
+            self._starts.put_nowait((pending, None))
+
     # --- cable (from the plug sensor / simulator) ----------------------------------------------
     def plug_in(self) -> None:
         self.enqueue(self.core.plug_in(EVSE_ID, self.clock.now()))
@@ -204,6 +231,7 @@ class StationAgent:
         finally:
             self.outbox.close()
             self.devices.close()
+            self.authorizer.close()
             self.health.close()
 
     def _end_interrupted_transactions(self) -> None:
@@ -296,7 +324,7 @@ class StationAgent:
                 for message in self.core.reconnect_status_notifications(now, now_s):  # B04: OfflineThreshold
                     await cp.send(message)
                 tg.create_task(self._heartbeat(cp), name=f"{self.station_id}:heartbeat")
-                await self.outbox.deliver(cp.send)
+                await self.outbox.deliver(functools.partial(self.authorizer.send_queued, cp.send))
             finally:
                 self.outbox.online = False
                 self._cp = None
@@ -332,7 +360,8 @@ class StationAgent:
     async def _evse_controller(self) -> None:
         while True:
             pending, profile = await self._starts.get()
-            authorized = not self.core.authorize_remote_start or await self._authorize(pending)
+            remote = pending.remote_start_id is not None
+            authorized = (remote and not self.core.authorize_remote_start) or await self._authorize(pending)
             if not authorized:
                 self.core.abandon_start(pending)
                 continue
@@ -352,19 +381,8 @@ class StationAgent:
                 self._on_session_end(result)
 
     async def _authorize(self, pending: PendingStart) -> bool:
-        """C01 with AuthorizeRemoteStart=true: ask the CSMS before starting; offline means not authorized."""
         cp = self._cp
-        if cp is None:
-            self.log.warning("authorize_offline", evse_id=pending.evse_id)
-            return False
-        try:
-            response = await cp.send(Outbound("Authorize", {"idToken": pending.id_token}))
-        except ProtocolError as exc:
-            self.log.warning("authorize_failed", error=str(exc))
-            return False
-        status = response.get("idTokenInfo", {}).get("status")
-        self.log.info("authorize_response", status=status)
-        return bool(status == "Accepted")
+        return await self.authorizer.authorize(pending.id_token, cp.send if cp is not None else None)
 
     async def _charge_session(self, tx_id: str | None) -> SessionResult:
         return await ChargingSession(self, tx_id).run()

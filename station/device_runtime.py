@@ -32,9 +32,13 @@ from station.outbox import Outbox
 from station.protocol.device_model import DeviceModel
 from station.protocol.device_types import Change
 from station.protocol.device_variables import (
+    AUTH_CACHE_ENABLED,
+    AUTH_CACHE_LIFETIME,
     AUTHORIZE_REMOTE_START,
     BASIC_AUTH_PASSWORD,
     HEARTBEAT_INTERVAL,
+    LOCAL_AUTHORIZE_OFFLINE,
+    LOCAL_PRE_AUTHORIZE,
     MESSAGE_ATTEMPT_INTERVAL,
     MESSAGE_ATTEMPTS,
     OFFLINE_THRESHOLD,
@@ -101,6 +105,10 @@ class DeviceRuntime:
             _ref_key(RETRY_REPEAT_TIMES): lambda v: self._backoff(repeat_times=int(v), maximum_s=inf),
             _ref_key(RETRY_RANDOM_RANGE): lambda v: self._backoff(random_range_s=float(v)),
             _ref_key(BASIC_AUTH_PASSWORD): self._remember_password,
+            _ref_key(AUTH_CACHE_ENABLED): lambda v: self._auth(cache_enabled=v == "true"),
+            _ref_key(AUTH_CACHE_LIFETIME): lambda v: self._auth(lifetime_s=float(v)),
+            _ref_key(LOCAL_AUTHORIZE_OFFLINE): lambda v: self._auth(local_authorize_offline=v == "true"),
+            _ref_key(LOCAL_PRE_AUTHORIZE): lambda v: self._auth(local_pre_authorize=v == "true"),
         }
         self.store = DeviceStore(store_path) if store_path is not None else None
         if self.store is not None:
@@ -138,6 +146,9 @@ class DeviceRuntime:
 
     def _backoff(self, **fields: float) -> None:
         self.backoff = dataclasses.replace(self.backoff, **fields)  # type: ignore[arg-type]
+
+    def _auth(self, **fields: float | bool) -> None:
+        self.core.auth = dataclasses.replace(self.core.auth, **fields)  # type: ignore[arg-type]
 
     def _remember_password(self, value: str) -> None:
         self._password = value

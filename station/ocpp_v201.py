@@ -62,6 +62,8 @@ class StationHooks(Protocol):
 
     def reset_requested(self, reset_type: str) -> None: ...
 
+    def clear_auth_cache(self) -> bool: ...
+
 
 class OcppChargePoint(ChargePoint):  # type: ignore[misc]
     """The `ocpp` ChargePoint with our inbound handlers, all answered by `StationCore`."""
@@ -298,6 +300,13 @@ class OcppChargePoint(ChargePoint):  # type: ignore[misc]
     @_after("Reset")
     def after_reset(self, **_: Any) -> None:
         self._run_after()
+
+    @_on("ClearCache")
+    def on_clear_cache(self, **_: Any) -> Any:
+        """C11: Accepted when the authorization cache is enabled (and now empty), else Rejected."""
+        status = "Accepted" if self.hooks.clear_auth_cache() else "Rejected"
+        log.info("clear_cache", status=status)
+        return call_result("ClearCache", {"status": status})
 
     @_on("DataTransfer")
     def on_data_transfer(self, vendor_id: str, **_: Any) -> Any:

@@ -33,6 +33,13 @@ RETRY_RANDOM_RANGE: Ref = (OCPP_COMM, VariableRef("RetryBackOffRandomRange"))
 TX_UPDATED_INTERVAL: Ref = (ComponentRef("SampledDataCtrlr"), VariableRef("TxUpdatedInterval"))
 AUTHORIZE_REMOTE_START: Ref = (ComponentRef("AuthCtrlr"), VariableRef("AuthorizeRemoteStart"))
 BASIC_AUTH_PASSWORD: Ref = (ComponentRef("SecurityCtrlr"), VariableRef("BasicAuthPassword"))
+LOCAL_AUTHORIZE_OFFLINE: Ref = (ComponentRef("AuthCtrlr"), VariableRef("LocalAuthorizeOffline"))
+LOCAL_PRE_AUTHORIZE: Ref = (ComponentRef("AuthCtrlr"), VariableRef("LocalPreAuthorize"))
+AUTH_CACHE_ENABLED: Ref = (ComponentRef("AuthCacheCtrlr"), VariableRef("Enabled"))
+AUTH_CACHE_LIFETIME: Ref = (ComponentRef("AuthCacheCtrlr"), VariableRef("LifeTime"))
+# AuthCacheCtrlr.Storage is in bytes in the spec; we bound entries (a hash, status and two times each).
+AUTH_CACHE_ENTRIES = 1000
+AUTH_CACHE_ENTRY_BYTES = 160
 
 # Used for OfflineThreshold until a CSMS sets it (the spec gives no default; 60 s matches common firmware).
 DEFAULT_OFFLINE_THRESHOLD_S = 60
@@ -97,7 +104,7 @@ def build_device_model(
     )
     comm(RETRY_RANDOM_RANGE, str(round(o.reconnect_random_s)), min_limit=0)
     _sampled_data(model, core)
-    _tx_and_auth(model, o.authorize_remote_start)
+    _tx_and_auth(model, o.authorize_remote_start, core)
     _security(model, settings)
     _smart_charging(model)
     limits = {**DEFAULT_ITEMS_PER_MESSAGE, **(items_per_message or {})}
@@ -130,7 +137,7 @@ def _sampled_data(model: DeviceModel, core: StationCore) -> None:
         )
 
 
-def _tx_and_auth(model: DeviceModel, authorize_remote_start: bool) -> None:
+def _tx_and_auth(model: DeviceModel, authorize_remote_start: bool, core: StationCore) -> None:
     tx = ComponentRef("TxCtrlr")
     # A transaction starts when the remote start is authorized and ends on unplug, remote stop
     # (authorization ended) or when the BMS ends the session (power path opened): E01/E06 trigger points.
@@ -143,9 +150,22 @@ def _tx_and_auth(model: DeviceModel, authorize_remote_start: bool) -> None:
     model.add(Variable(tx, VariableRef("EVConnectionTimeOut"), _INT, _RO, unit="s"), "0")
     model.add(Variable(tx, VariableRef("StopTxOnInvalidId"), _BOOL, _RO), "false")
     model.add(Variable(*AUTHORIZE_REMOTE_START, _BOOL, persistent=True), str(authorize_remote_start).lower())
-    # Offline there is no authorization at all (agent._authorize): no local list, no cache.
-    model.add(Variable(ComponentRef("AuthCtrlr"), VariableRef("LocalAuthorizeOffline"), _BOOL, _RO), "false")
-    model.add(Variable(ComponentRef("AuthCacheCtrlr"), VariableRef("Enabled"), _BOOL, _RO), "false")
+    # The authorization cache (C10-C12, station/protocol/auth_cache.py); no local authorization list.
+    auth = core.auth
+    for ref, flag in (
+        (LOCAL_AUTHORIZE_OFFLINE, auth.local_authorize_offline),
+        (LOCAL_PRE_AUTHORIZE, auth.local_pre_authorize),
+        (AUTH_CACHE_ENABLED, auth.cache_enabled),
+    ):
+        model.add(Variable(*ref, _BOOL, persistent=True), str(flag).lower())
+    model.add(
+        Variable(*AUTH_CACHE_LIFETIME, _INT, unit="s", min_limit=1, max_limit=31_536_000, persistent=True),
+        seconds(auth.lifetime_s),
+    )
+    model.add(
+        Variable(ComponentRef("AuthCacheCtrlr"), VariableRef("Storage"), _INT, _RO, unit="B", constant=True),
+        str(AUTH_CACHE_ENTRIES * AUTH_CACHE_ENTRY_BYTES),
+    )
 
 
 def _security(model: DeviceModel, settings: Settings) -> None:

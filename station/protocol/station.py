@@ -16,6 +16,7 @@ from typing import Any
 
 from bms_link.models import StopReason
 from chargeagent.clock import ocpp_timestamp
+from station.protocol.auth_cache import AuthSettings
 from station.protocol.charging_profile import ProfileStore
 from station.protocol.composite import composite_schedule
 from station.protocol.connector import Connector, ConnectorEvent, ConnectorStatus
@@ -71,11 +72,12 @@ class Evse:
 
 @dataclass(frozen=True)
 class PendingStart:
-    """An accepted RequestStartTransaction waiting for authorization and the Started event."""
+    """An accepted start (RequestStartTransaction, or None = an idToken presented locally) waiting for
+    authorization and the Started event."""
 
     evse_id: int
     id_token: dict[str, str]
-    remote_start_id: int
+    remote_start_id: int | None
 
 
 class StationCore:
@@ -104,6 +106,7 @@ class StationCore:
         self.charger_max_current_a = charger_max_current_a
         # Device-model driven (station/protocol/device_variables.py); the agent updates them on a Set.
         self.authorize_remote_start = authorize_remote_start  # AuthCtrlr.AuthorizeRemoteStart (C01/F01)
+        self.auth = AuthSettings()  # AuthCtrlr / AuthCacheCtrlr (C10-C12)
         self.offline_threshold_s = 60.0  # OCPPCommCtrlr.OfflineThreshold (B04)
         self.max_stack_level = 100  # SmartChargingCtrlr.ProfileStackLevel
         self.max_periods_per_schedule = 1024  # SmartChargingCtrlr.PeriodsPerSchedule
@@ -211,9 +214,10 @@ class StationCore:
 
     # --- remote start / stop (F01, F03) ---------------------------------------------------------
     def on_request_start(
-        self, *, id_token: dict[str, str], remote_start_id: int, evse_id: int | None
+        self, *, id_token: dict[str, str], remote_start_id: int | None, evse_id: int | None
     ) -> tuple[dict[str, Any], PendingStart | None]:
-        """F01: accept when an EVSE is free; the caller then authorizes (if configured) and starts it."""
+        """F01 (and a locally presented idToken, C01): accept when an EVSE is free; the caller then authorizes
+        (if configured) and starts it."""
         evse = self._pick_evse(evse_id)
         if evse is None:
             return {"status": "Rejected"}, None
@@ -232,7 +236,7 @@ class StationCore:
         now: datetime,
         now_s: float,
     ) -> list[Outbound]:
-        """Start the transaction (TxStartPoint=Authorized): TransactionEvent Started, trigger RemoteStart."""
+        """Start the transaction (TxStartPoint=Authorized): Started, trigger RemoteStart or Authorized."""
         evse = self.evses[pending.evse_id]
         evse.reserved_for_start = False
         tx = Transaction(
@@ -254,7 +258,7 @@ class StationCore:
             self.profiles.install(evse.evse_id, profile, tx.transaction_id)  # F01.FR.08
         started = tx.event(
             "Started",
-            "RemoteStart",
+            "RemoteStart" if pending.remote_start_id is not None else "Authorized",
             now,
             sample=evse.last_sample,
             context="Transaction.Begin",

@@ -59,8 +59,11 @@ class Run:
 Script = Callable[[Run], Awaitable[None]]
 
 
-def charge(spec: PackSpec, script: Script | None = None, **csms_kwargs: Any) -> Run:
-    """Plug in, start remotely, run `script` while charging, wait for Ended; return what everyone saw."""
+def charge(
+    spec: PackSpec, script: Script | None = None, start: Script | None = None, **csms_kwargs: Any
+) -> Run:
+    """Plug in, start (remotely, or by `start`), run `script` while charging, wait for Ended; return what
+    everyone saw."""
 
     async def main() -> Run:
         clock = LoopClock(epoch=datetime(2026, 3, 1, 8, 0, tzinfo=UTC))
@@ -101,8 +104,11 @@ def charge(spec: PackSpec, script: Script | None = None, **csms_kwargs: Any) -> 
                 await run.agent.booted.wait()
                 ev_task = tg.create_task(ev.run())
                 run.agent.plug_in()
-                status = await csms.request_start_transaction("CS-E2E", id_token="TAG-1", evse_id=1)
-                assert status == "Accepted"
+                if start is None:
+                    status = await csms.request_start_transaction("CS-E2E", id_token="TAG-1", evse_id=1)
+                    assert status == "Accepted"
+                else:
+                    await start(run)
                 if script is not None:
                     await script(run)
                 await csms.wait_for(

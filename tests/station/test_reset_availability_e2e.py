@@ -76,3 +76,16 @@ def test_change_availability_is_reported_and_survives_a_restart(
             assert status.payload["connectorStatus"] == "Available"  # ... the station was
 
     virtual(scenario)
+
+
+def test_clear_cache_is_accepted_while_the_cache_is_enabled() -> None:
+    async def scenario(csms: EmbeddedCsms, clock: LoopClock) -> None:
+        async with running(csms, clock) as agent:
+            agent.authorizer.remember({"idToken": "04AA", "type": "ISO14443"}, {"status": "Accepted"})
+            assert (await csms.call(SID, "ClearCache", {}))["status"] == "Accepted"
+            assert agent.authorizer.store.cache.entries == {}
+            sets = await csms.set_variables(SID, [("AuthCacheCtrlr", "Enabled", "false")])
+            assert status_of(sets) == ["Accepted"]
+            assert (await csms.call(SID, "ClearCache", {}))["status"] == "Rejected"
+
+    virtual(scenario)
