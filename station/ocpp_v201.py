@@ -231,6 +231,27 @@ class OcppChargePoint(ChargePoint):  # type: ignore[misc]
     def after_get_base_report(self, **_: Any) -> None:
         self._run_after()
 
+    @_on("GetReport")
+    def on_get_report(
+        self,
+        request_id: int,
+        component_criteria: list[str] | None = None,
+        component_variable: list[dict[str, Any]] | None = None,
+        **_: Any,
+    ) -> Any:
+        selectors = [snake_to_camel_case(item) for item in component_variable or []]
+        status, pages = self.device_model.custom_report(
+            request_id, list(component_criteria or []), selectors, self.clock_now()
+        )
+        log.info("get_report", request_id=request_id, status=status, pages=len(pages))
+        if pages:
+            self._after = lambda: self.hooks.enqueue([Outbound("NotifyReport", page) for page in pages])
+        return call_result("GetReport", {"status": status})
+
+    @_after("GetReport")
+    def after_get_report(self, **_: Any) -> None:
+        self._run_after()
+
     # --- remote control (F05, F06, P01) -------------------------------------------------------------
     @_on("TriggerMessage")
     def on_trigger_message(self, requested_message: str, evse: dict[str, Any] | None = None, **_: Any) -> Any:

@@ -264,6 +264,63 @@ class DeviceModel:
             request_id, items, generated_at, self.items_per_message("GetReport")
         )
 
+    # --- B08 GetReport -> NotifyReport ---------------------------------------------------------
+    def custom_report(
+        self,
+        request_id: int,
+        criteria: list[str],
+        component_variables: list[dict[str, Any]],
+        generated_at: datetime,
+    ) -> tuple[str, list[dict[str, Any]]]:
+        """GetReport (B08): the variables matching every given filter, as NotifyReport pages.
+
+        `component_variables`: a component without a variable selects all its variables; fields left out
+        (instance, EVSE, connector) match any. `criteria` (ComponentCriterionEnumType Active / Available /
+        Enabled / Problem): components whose variable of that name is "true". No filter: everything. More
+        componentVariable entries than ItemsPerMessage[GetReport] -> Rejected.
+        """
+        if len(component_variables) > self.items_per_message("GetReport"):
+            return "Rejected", []
+        chosen = [
+            d
+            for d in self._defs.values()
+            if (not component_variables or any(_selects(cv, d) for cv in component_variables))
+            and all(self._meets(d.component, criterion) for criterion in criteria)
+        ]
+        if not chosen:
+            return "EmptyResultSet", []
+        items = [self._report_data(d) for d in chosen]
+        return "Accepted", notify_report_pages(
+            request_id, items, generated_at, self.items_per_message("GetReport")
+        )
+
+    def _meets(self, component: ComponentRef, criterion: str) -> bool:
+        definition, _ = self._lookup(component, VariableRef(criterion))
+        return definition is not None and not definition.write_only and self._read(definition) == "true"
+
+
+def _selects(selector: dict[str, Any], definition: Variable) -> bool:
+    """Does a ComponentVariableType (camelCase) select `definition`? Omitted fields match anything."""
+    component, want = selector["component"], definition.component
+    evse = component.get("evse") or {}
+    if str(component["name"]).casefold() != want.name.casefold():
+        return False
+    for asked, have in (
+        (component.get("instance"), want.instance),
+        (evse.get("id"), want.evse_id),
+        (evse.get("connectorId"), want.connector_id),
+    ):
+        if asked is not None and (str(asked).casefold() != str(have).casefold()):
+            return False
+    variable = selector.get("variable")
+    if variable is None:
+        return True
+    asked_instance = variable.get("instance")
+    return str(variable["name"]).casefold() == definition.variable.name.casefold() and (
+        asked_instance is None
+        or str(asked_instance).casefold() == str(definition.variable.instance).casefold()
+    )
+
 
 def notify_report_pages(
     request_id: int, items: list[dict[str, Any]], generated_at: datetime, per_page: int

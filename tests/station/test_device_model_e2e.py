@@ -201,3 +201,17 @@ def test_basic_auth_password_is_never_logged_or_reported_and_is_used_after_resta
         assert NEW_PASSWORD not in repr([r.payload for r in csms.received(SID)])
 
     virtual(scenario, basic_auth={SID: PASSWORD})
+
+
+def test_get_report_sends_only_the_selected_variables():
+    async def scenario(csms: EmbeddedCsms, clock: LoopClock) -> None:
+        async with running(csms, clock):
+            selector = {"component": {"name": "OCPPCommCtrlr"}, "variable": {"name": "HeartbeatInterval"}}
+            answer = await csms.call(SID, "GetReport", {"requestId": 9, "componentVariable": [selector]})
+            assert answer["status"] == "Accepted"
+            (page,) = await csms.report_pages(SID, 9)
+            assert [d["variable"]["name"] for d in page["reportData"]] == ["HeartbeatInterval"]
+            empty = await csms.call(SID, "GetReport", {"requestId": 10, "componentCriteria": ["Problem"]})
+            assert empty["status"] == "EmptyResultSet"
+
+    virtual(scenario)

@@ -290,3 +290,54 @@ def test_defining_a_variable_twice_is_a_config_error():
     model.add(definition, "1")
     with pytest.raises(ConfigError):
         model.add(definition, "2")
+
+
+def reported(pages) -> list[tuple[str, str, int | None]]:
+    return [
+        (d["component"]["name"], d["variable"]["name"], d["component"].get("evse", {}).get("id"))
+        for page in pages
+        for d in page["reportData"]
+    ]
+
+
+def test_get_report_selects_by_component_variable_evse_and_criteria_b08():
+    model, _ = station()
+    status, pages = model.custom_report(
+        5,
+        [],
+        [
+            {"component": {"name": "ocppcommctrlr"}, "variable": {"name": "HeartbeatInterval"}},
+            {"component": {"name": "SmartChargingCtrlr"}},  # no variable: all of the component's
+            {"component": {"name": "EVSE", "evse": {"id": 1}}, "variable": {"name": "AvailabilityState"}},
+        ],
+        T0,
+    )
+    assert status == "Accepted"
+    got = reported(pages)
+    assert ("OCPPCommCtrlr", "HeartbeatInterval", None) in got
+    assert {v for c, v, _ in got if c == "SmartChargingCtrlr"} == {
+        "Enabled",
+        "PeriodsPerSchedule",
+        "ProfileStackLevel",
+        "RateUnit",
+    }
+    assert ("EVSE", "AvailabilityState", 1) in got and len(got) == 6
+    for page in pages:
+        assert_valid("NotifyReport", page)
+    # Enabled criterion: only components whose Enabled variable is "true" (AuthCacheCtrlr, SmartChargingCtrlr)
+    status, pages = model.custom_report(6, ["Enabled"], [], T0)
+    assert status == "Accepted"
+    assert {c for c, _, _ in reported(pages)} == {"AuthCacheCtrlr", "SmartChargingCtrlr"}
+    # filters combine: SmartChargingCtrlr is Enabled, OCPPCommCtrlr has no Enabled variable
+    both = model.custom_report(7, ["Enabled"], [{"component": {"name": "OCPPCommCtrlr"}}], T0)
+    assert both == ("EmptyResultSet", [])
+
+
+def test_get_report_statuses_and_write_only_values_stay_hidden():
+    model, _ = station(items_per_message={"GetReport": 2})
+    many = [{"component": {"name": "OCPPCommCtrlr"}}] * 3
+    assert model.custom_report(1, [], many, T0) == ("Rejected", [])  # more selectors than ItemsPerMessage
+    assert model.custom_report(2, ["Problem"], [], T0) == ("EmptyResultSet", [])
+    status, pages = model.custom_report(3, [], [{"component": {"name": "SecurityCtrlr"}}], T0)
+    password = [d for p in pages for d in p["reportData"] if d["variable"]["name"] == "BasicAuthPassword"]
+    assert status == "Accepted" and "value" not in password[0]["variableAttribute"][0]
