@@ -84,6 +84,23 @@ class Plan:
                 return seg.c_rate
         return 0.0
 
+    def current_schedule(self, soc: float, capacity_ah: float, soh: float) -> list[tuple[float, float]]:
+        """The planned output current over time from `soc`: [(seconds from now, A)], ending with a 0 A entry.
+
+        Each remaining segment runs at its C-rate × the rated capacity for as long as it takes to pass its
+        SoC window (usable charge = window × capacity × SoH). Envelope derating and the BMS's own requests
+        can only lower it: this is what the station expects to draw, at most.
+        """
+        periods: list[tuple[float, float]] = []
+        t_s = 0.0
+        for seg in self.segments:
+            span = seg.soc_end - max(seg.soc_start, soc)
+            if span <= 0 or seg.c_rate <= 0:
+                continue
+            periods.append((t_s, seg.c_rate * capacity_ah))
+            t_s += span * soh / seg.c_rate * 3600.0
+        return [*periods, (t_s, 0.0)] if periods else []
+
     def predicted_temp_at(self, minutes: float) -> float | None:
         """Hottest-cell temperature the model predicted `minutes` after planning (linear between horizons)."""
         if not self.horizon_temp_c or not math.isfinite(minutes):

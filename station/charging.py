@@ -18,7 +18,7 @@ from chargeagent.config import Settings
 from chargeagent.errors import BmsLinkError
 from policy.closed_loop import FALLBACK_CURVE, ControllerSettings, CurveController
 from policy.envelope import Decision, EnvelopeLimits, cc_cv_current_a, decide
-from policy.plan import CurvePolicy
+from policy.plan import CurvePolicy, Plan
 from station.health_recorder import SessionRecorder
 from station.protocol.transaction import ChargingState, MeterSample
 
@@ -72,6 +72,7 @@ class ChargingSession:
         self.log = agent.log
         self._controller: CurveController | None = None
         self._recorder: SessionRecorder | None = None
+        self._published: Plan | None = None  # the plan last handed to the OCPP core
 
     async def run(self) -> SessionResult:
         """Handshake, charge until someone stops, end the transaction; BMS link errors end it, never raise."""
@@ -213,6 +214,7 @@ class ChargingSession:
         name = FALLBACK_CURVE
         if self._controller is not None:
             proposal, name = self._controller.propose(telemetry, self.agent.clock.monotonic())
+            self._publish_plan(telemetry, info)
         else:
             proposal = cc_cv_current_a(telemetry, info.rated_capacity_ah)
         if not math.isfinite(proposal):
@@ -229,6 +231,16 @@ class ChargingSession:
             capacity_ah=info.rated_capacity_ah,
             proposal_name=name,
         )
+
+    def _publish_plan(self, telemetry: PackTelemetry, info: PackInfo) -> None:
+        """A new plan becomes the EVSE's planned current in GetCompositeSchedule (protocol.composite)."""
+        plan = self._controller.plan if self._controller is not None else None
+        if plan is None or plan is self._published:
+            return
+        self._published = plan
+        soh = telemetry.soh if telemetry.soh is not None else 1.0
+        schedule = plan.current_schedule(telemetry.soc, info.rated_capacity_ah, soh)
+        self.agent.core.planned[EVSE_ID] = (self.agent.clock.now(), schedule)
 
     def _meter(self, telemetry: PackTelemetry, dt_s: float, current_a: float) -> None:
         """Integrate the DC output energy over the last step (the current we delivered at this voltage)."""

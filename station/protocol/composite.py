@@ -4,10 +4,16 @@ Computed exactly by evaluating the stacked profiles (`ProfileStore.limit_a`) at 
 them can change — validFrom/validTo, schedule starts and ends, period starts — and merging equal neighbours.
 Where no profile applies, the station's own rating is the limit (K08.FR.xx: the composite reflects what
 the station would actually do).
+
+The station's own charge plans are a local limit too: while a session runs, its planned current
+(`policy.plan.Plan.current_schedule`) caps that EVSE's composite, and evseId 0 is capped by the sum of the
+EVSEs' plans — the station's planned consumption, which is what a grid operator asking for the station's
+schedule wants to know (issue #8). Without any plan the composite is the limits alone.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -44,13 +50,22 @@ def composite_schedule(
     voltage_v: float,
     default_limit_a: float,
     unit: str = "A",
+    planned: Sequence[tuple[datetime, Sequence[tuple[float, float]]]] = (),
 ) -> dict[str, Any]:
-    """The CompositeScheduleType for [start, start + duration) in `unit` (A, or W at `voltage_v`)."""
+    """The CompositeScheduleType for [start, start + duration) in `unit` (A, or W at `voltage_v`).
+
+    `planned`: (planned at, [(seconds from then, A)]) of the charge plans that cap this schedule (summed).
+    """
     end = start + timedelta(seconds=duration_s)
     periods: list[dict[str, Any]] = []
-    for point in _breakpoints(store, start, end, tx_start):
+    points = set(_breakpoints(store, start, end, tx_start))
+    for origin, plan in planned:
+        points.update(p for p in (origin + timedelta(seconds=t) for t, _ in plan) if start <= p < end)
+    for point in sorted(points):
         limit_a = store.limit_a(evse_id, point, tx_id=tx_id, tx_start=tx_start, voltage_v=voltage_v)
         limit_a = default_limit_a if limit_a is None else min(limit_a, default_limit_a)
+        if planned:
+            limit_a = min(limit_a, sum(_planned_at(origin, plan, point) for origin, plan in planned))
         limit = limit_a * voltage_v if unit == "W" else limit_a
         if periods and periods[-1]["limit"] == round(limit, 1):
             continue
@@ -62,3 +77,13 @@ def composite_schedule(
         "chargingRateUnit": unit,
         "chargingSchedulePeriod": periods,
     }
+
+
+def _planned_at(origin: datetime, plan: Sequence[tuple[float, float]], at: datetime) -> float:
+    """The planned current at `at` (the last period started by then; 0 before the plan and after it)."""
+    offset_s = (at - origin).total_seconds() + 1e-3  # datetimes hold microseconds: breakpoints round down
+    current = 0.0
+    for start_s, current_a in plan:
+        if start_s <= offset_s:
+            current = current_a
+    return current

@@ -114,6 +114,7 @@ class StationCore:
         # Operational status by evseId, 0 = the station (G03/G04, station.protocol.availability); persisted.
         self.operative: dict[int, bool] = {}
         self.reset_scheduled = False  # an OnIdle Reset waits: no new transactions meanwhile (B12)
+        self.planned: dict[int, tuple[datetime, list[tuple[float, float]]]] = {}  # evse -> charge plan (A)
 
     # --- boot & heartbeat (B01-B04) -------------------------------------------------------------
     def boot_request(self, reason: str = "PowerUp") -> Outbound:
@@ -341,6 +342,7 @@ class StationCore:
             stopped_reason=stopped,
         )
         self.profiles.clear_tx_profiles(tx.transaction_id)
+        self.planned.pop(evse_id, None)
         return [Outbound("TransactionEvent", payload)]
 
     @staticmethod
@@ -378,6 +380,7 @@ class StationCore:
             voltage_v=voltage_v,
             default_limit_a=self.charger_max_current_a,
             unit=unit or "A",
+            planned=[p for i, p in self.planned.items() if evse_id in (0, i)],
         )
         return {"status": "Accepted", "schedule": schedule}
 

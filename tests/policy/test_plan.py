@@ -148,3 +148,21 @@ def test_json_contract() -> None:
         "model_sha256",
     }
     assert set(doc["segments"][0]) == {"soc_start", "soc_end", "c_rate"}
+
+
+def test_current_schedule_runs_each_remaining_segment_for_its_soc_window() -> None:
+    from policy.plan import Plan, Segment
+
+    plan = Plan(
+        segments=(Segment(0.2, 0.5, 1.0), Segment(0.5, 0.8, 0.5)),
+        predicted_temp_c=(),
+        expected_minutes=None,
+        source="model",
+        binding_constraints=(),
+        model_sha256=None,
+    )
+    # From 30 % on a 100 Ah pack at SoH 0.9: 0.2 × 0.9 h at 100 A, then 0.3 × 0.9 / 0.5 h at 50 A, then 0 A.
+    got = plan.current_schedule(0.3, 100.0, 0.9)
+    want = [(0.0, 100.0), (648.0, 50.0), (648.0 + 1944.0, 0.0)]
+    assert [x for pair in got for x in pair] == pytest.approx([x for pair in want for x in pair])
+    assert plan.current_schedule(0.85, 100.0, 0.9) == []  # past the target: nothing planned

@@ -176,3 +176,27 @@ def test_composite_schedule_of_a_recurring_cap_over_a_day_and_under_a_tx_profile
     tx = composite_schedule(store, 1, at(2, 21), 4 * 3600, tx_id="tx", tx_start=at(2, 20), voltage_v=400,
                             default_limit_a=250)  # fmt: skip
     assert tx["chargingSchedulePeriod"] == [{"startPeriod": 0, "limit": 100}]
+
+
+def test_charge_plans_cap_the_composite_and_sum_for_the_station():
+    from station.protocol.composite import composite_schedule
+
+    store = ProfileStore()
+    store.install(0, profile(1, "ChargingStationMaxProfile", 0, 150), None)
+    plan_1 = (T0, [(0.0, 100.0), (600.0, 40.0), (1200.0, 0.0)])
+    plan_2 = (T0 + timedelta(seconds=300), [(0.0, 80.0), (900.0, 0.0)])
+    evse = composite_schedule(store, 1, T0, 1800, tx_id=None, tx_start=None, voltage_v=400,
+                              default_limit_a=250, planned=[plan_1])  # fmt: skip
+    assert evse["chargingSchedulePeriod"] == [
+        {"startPeriod": 0, "limit": 100},
+        {"startPeriod": 600, "limit": 40},
+        {"startPeriod": 1200, "limit": 0},
+    ]
+    site = composite_schedule(store, 0, T0, 1800, tx_id=None, tx_start=None, voltage_v=400,
+                              default_limit_a=250, planned=[plan_1, plan_2])  # fmt: skip
+    assert site["chargingSchedulePeriod"] == [
+        {"startPeriod": 0, "limit": 100},
+        {"startPeriod": 300, "limit": 150},  # 100 + 80 planned, capped by the station max profile
+        {"startPeriod": 600, "limit": 120},
+        {"startPeriod": 1200, "limit": 0},
+    ]
