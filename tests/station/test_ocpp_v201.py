@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import structlog
 import websockets
@@ -15,6 +17,21 @@ from station.agent import StationAgent
 
 def _never_called():
     raise AssertionError("no BMS session expected")
+
+
+async def run_agent_against(csms: Callable[[Any], Awaitable[None]], done: asyncio.Event) -> None:
+    """Serve `csms` (a hand-driven peer) on a loopback port, run an agent against it until `done`."""
+    async with websockets.serve(csms, "127.0.0.1", 0, subprotocols=["ocpp2.0.1"]) as server:
+        port = server.sockets[0].getsockname()[1]
+        settings = load_settings(overrides={"ocpp": {"csms_url": f"ws://127.0.0.1:{port}/ocpp"}})
+        agent = StationAgent(settings, clock=LoopClock(), bms_factory=_never_called)
+        task = asyncio.create_task(agent.run())
+        try:
+            await asyncio.wait_for(done.wait(), timeout=10)
+            assert not task.done()  # the agent is still running
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
 
 
 async def test_malformed_frames_from_the_csms_are_logged_once_and_the_station_keeps_going():
@@ -42,16 +59,8 @@ async def test_malformed_frames_from_the_csms_are_logged_once_and_the_station_ke
         done.set()
         await ws.wait_closed()
 
-    async with websockets.serve(csms, "127.0.0.1", 0, subprotocols=["ocpp2.0.1"]) as server:
-        port = server.sockets[0].getsockname()[1]
-        settings = load_settings(overrides={"ocpp": {"csms_url": f"ws://127.0.0.1:{port}/ocpp"}})
-        agent = StationAgent(settings, clock=LoopClock(), bms_factory=_never_called)
-        with structlog.testing.capture_logs() as logs:
-            task = asyncio.create_task(agent.run())
-            await asyncio.wait_for(done.wait(), timeout=10)
-            assert not task.done()
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+    with structlog.testing.capture_logs() as logs:
+        await run_agent_against(csms, done)
 
     error = seen["call_error"]
     assert error[0] == 4 and error[1] == "bad-1"  # CALLERROR for the schema-invalid CALL
@@ -93,17 +102,7 @@ async def test_csms_requests_while_the_station_waits_for_its_own_call_are_answer
         done.set()
         await ws.wait_closed()
 
-    async with websockets.serve(csms, "127.0.0.1", 0, subprotocols=["ocpp2.0.1"]) as server:
-        port = server.sockets[0].getsockname()[1]
-        settings = load_settings(overrides={"ocpp": {"csms_url": f"ws://127.0.0.1:{port}/ocpp"}})
-        agent = StationAgent(settings, clock=LoopClock(), bms_factory=_never_called)
-        task = asyncio.create_task(agent.run())
-        try:
-            await asyncio.wait_for(done.wait(), timeout=10)
-            assert not task.done()
-        finally:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+    await run_agent_against(csms, done)
 
     get = seen["get"]
     assert get[0] == 3 and get[1] == "get-1"
