@@ -25,6 +25,7 @@ from chargeagent.config import Settings
 from chargeagent.errors import ProtocolError
 from policy.envelope import EnvelopeLimits
 from policy.health import Alert
+from station.audit import AuditLog
 from station.authorization import Authorizer
 from station.charging import EVSE_ID, ChargingSession, SessionResult, StepRecord, curve_policy
 from station.connection import connect_forever, connect_options
@@ -99,6 +100,7 @@ class StationAgent:
             store_path=outbox_path.parent / DEVICE_STORE_FILE if outbox_path is not None else None,
             on_security_event=self.security_event,
         )
+        self.audit = AuditLog(outbox_path.parent if outbox_path is not None else None)
         self.authorizer = Authorizer(
             self.core, clock, outbox_path.parent if outbox_path is not None else None
         )
@@ -232,6 +234,7 @@ class StationAgent:
             self.outbox.close()
             self.devices.close()
             self.authorizer.close()
+            self.audit.close()
             self.health.close()
 
     def _end_interrupted_transactions(self) -> None:

@@ -19,6 +19,7 @@ from chargeagent.errors import BmsLinkError
 from policy.closed_loop import FALLBACK_CURVE, ControllerSettings, CurveController
 from policy.envelope import Decision, EnvelopeLimits, cc_cv_current_a, decide
 from policy.plan import CurvePolicy, Plan
+from station.audit import Step
 from station.health_recorder import SessionRecorder
 from station.protocol.transaction import ChargingState, MeterSample
 
@@ -212,15 +213,15 @@ class ChargingSession:
     def _decide(self, telemetry: PackTelemetry, info: PackInfo, previous_a: float, dt_s: float) -> Decision:
         """The proposal (learned curve, or CC-CV), then the envelope decides; it only ever lowers."""
         name = FALLBACK_CURVE
+        cc_cv = cc_cv_current_a(telemetry, info.rated_capacity_ah)
+        proposal = cc_cv
         if self._controller is not None:
             proposal, name = self._controller.propose(telemetry, self.agent.clock.monotonic())
             self._publish_plan(telemetry, info)
-        else:
-            proposal = cc_cv_current_a(telemetry, info.rated_capacity_ah)
         if not math.isfinite(proposal):
             self.log.error("proposal_invalid", proposal=proposal, reaction="CC-CV fallback")
             name = FALLBACK_CURVE
-        return decide(
+        decision = decide(
             telemetry,
             proposed_current_a=proposal,
             csms_limit_a=self._csms_limit(telemetry),
@@ -231,6 +232,21 @@ class ChargingSession:
             capacity_ah=info.rated_capacity_ah,
             proposal_name=name,
         )
+        ctl = self._controller
+        self.agent.audit.step(
+            Step(
+                self.agent.clock.now(),
+                self.agent.clock.monotonic(),
+                self.tx_id,
+                telemetry,
+                ctl.plan if ctl is not None else None,
+                name,
+                proposal,
+                cc_cv,
+                decision,
+            )
+        )
+        return decision
 
     def _publish_plan(self, telemetry: PackTelemetry, info: PackInfo) -> None:
         """A new plan becomes the EVSE's planned current in GetCompositeSchedule (protocol.composite)."""

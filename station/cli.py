@@ -279,6 +279,9 @@ async def _serve_csms(host: str, port: int, auto_start: bool) -> None:
 def _register_command_modules() -> None:
     """Commands that live in their own modules (so cli.py stays short): each has `register(app)`."""
     # One import + register line per module, alphabetical.
+    from station import cli_audit  # noqa: PLC0415
+
+    cli_audit.register(app)
     from station import cli_health  # noqa: PLC0415
 
     cli_health.register(app)
