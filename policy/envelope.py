@@ -126,6 +126,7 @@ def decide(
     limits: EnvelopeLimits,
     capacity_ah: float | None = None,
     proposal_name: str = "proposal",
+    operator_limit_a: float | None = None,
 ) -> Decision:
     """The output current for this step: the minimum of every limit, never negative, never NaN.
 
@@ -133,9 +134,10 @@ def decide(
     capacity is known (`capacity_ah`, from PackInfo), else it constrains nothing (the BMS request, itself
     the vehicle's CC-CV, then governs). The caller logs the invalid proposal; this stays pure.
     `proposal_name` is how a binding proposal is named (e.g. "model_curve", "thermal_trajectory").
+    `operator_limit_a`: the station operator's cap (0 = paused; station.protocol.override).
     """
     t = telemetry
-    stop = _hard_stop(t, (csms_limit_a, grid_limit_a, previous_current_a, dt_s), limits)
+    stop = _hard_stop(t, (csms_limit_a, grid_limit_a, operator_limit_a, previous_current_a, dt_s), limits)
     if stop is not None:
         return stop
     previous_a = max(previous_current_a, 0.0)
@@ -153,6 +155,7 @@ def decide(
         ("charger_max", limits.charger_max_current_a),
         ("csms_limit", csms_limit_a),
         ("grid_limit", grid_limit_a),
+        ("operator_limit", operator_limit_a),
         (proposal_name, proposal_a),
         ("ramp", previous_a + limits.ramp_up_a_per_s * max(dt_s, 0.0)),
     ]
@@ -237,6 +240,7 @@ def _explain(
         "charger_max": f"charger maximum output current {limits.charger_max_current_a:.1f} A",
         "csms_limit": "the CSMS charging profile limit",
         "grid_limit": "the grid operator limit",
+        "operator_limit": "the station operator's override (cap or pause)",
         "proposal": "the charge curve proposal",
         "model_curve": "the learned charge curve (policy model)",
         "thermal_trajectory": "the charge curve, derated: cells run hotter than the plan predicted",

@@ -215,7 +215,11 @@ class ChargingSession:
         name = FALLBACK_CURVE
         cc_cv = cc_cv_current_a(telemetry, info.rated_capacity_ah)
         proposal = cc_cv
-        if self._controller is not None:
+        override = self.agent.core.override
+        if not override.model_enabled and self._published is not None:  # switched off: no plan to publish
+            self.agent.core.planned.pop(EVSE_ID, None)
+            self._published = None
+        if self._controller is not None and override.model_enabled:  # the operator may switch it off
             proposal, name = self._controller.propose(telemetry, self.agent.clock.monotonic())
             self._publish_plan(telemetry, info)
         if not math.isfinite(proposal):
@@ -231,6 +235,7 @@ class ChargingSession:
             limits=self.agent.limits,
             capacity_ah=info.rated_capacity_ah,
             proposal_name=name,
+            operator_limit_a=override.limit_a(),
         )
         ctl = self._controller
         self.agent.audit.step(

@@ -39,9 +39,12 @@ from station.protocol.device_variables import (
     HEARTBEAT_INTERVAL,
     LOCAL_AUTHORIZE_OFFLINE,
     LOCAL_PRE_AUTHORIZE,
+    MAX_CURRENT,
     MESSAGE_ATTEMPT_INTERVAL,
     MESSAGE_ATTEMPTS,
+    MODEL_ENABLED,
     OFFLINE_THRESHOLD,
+    PAUSED,
     PERIODS_PER_SCHEDULE,
     PROFILE_STACK_LEVEL,
     RETRY_RANDOM_RANGE,
@@ -109,7 +112,11 @@ class DeviceRuntime:
             _ref_key(AUTH_CACHE_LIFETIME): lambda v: self._auth(lifetime_s=float(v)),
             _ref_key(LOCAL_AUTHORIZE_OFFLINE): lambda v: self._auth(local_authorize_offline=v == "true"),
             _ref_key(LOCAL_PRE_AUTHORIZE): lambda v: self._auth(local_pre_authorize=v == "true"),
+            _ref_key(MODEL_ENABLED): lambda v: self._override(model_enabled=v == "true"),
+            _ref_key(MAX_CURRENT): self._max_current,
+            _ref_key(PAUSED): lambda v: self._override(paused=v == "true"),
         }
+        self._rating_a = settings.station.charger_max_current_a
         self.store = DeviceStore(store_path) if store_path is not None else None
         if self.store is not None:
             applied, skipped = self.model.restore(self.store.load())
@@ -149,6 +156,14 @@ class DeviceRuntime:
 
     def _auth(self, **fields: float | bool) -> None:
         self.core.auth = dataclasses.replace(self.core.auth, **fields)  # type: ignore[arg-type]
+
+    def _override(self, **fields: bool | float | None) -> None:
+        self.core.override = dataclasses.replace(self.core.override, **fields)  # type: ignore[arg-type]
+        log.warning("operator_override", **dataclasses.asdict(self.core.override))
+
+    def _max_current(self, value: str) -> None:
+        cap = float(value)
+        self._override(max_current_a=None if cap >= self._rating_a else cap)
 
     def _remember_password(self, value: str) -> None:
         self._password = value

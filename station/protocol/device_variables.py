@@ -37,6 +37,11 @@ LOCAL_AUTHORIZE_OFFLINE: Ref = (ComponentRef("AuthCtrlr"), VariableRef("LocalAut
 LOCAL_PRE_AUTHORIZE: Ref = (ComponentRef("AuthCtrlr"), VariableRef("LocalPreAuthorize"))
 AUTH_CACHE_ENABLED: Ref = (ComponentRef("AuthCacheCtrlr"), VariableRef("Enabled"))
 AUTH_CACHE_LIFETIME: Ref = (ComponentRef("AuthCacheCtrlr"), VariableRef("LifeTime"))
+# Our own component (OCPP 2.0.1 part 1 allows vendor components): the operator's override, issue #9.
+CHARGE_AGENT = ComponentRef("ChargeAgentCtrlr")
+MODEL_ENABLED: Ref = (CHARGE_AGENT, VariableRef("ModelEnabled"))
+MAX_CURRENT: Ref = (CHARGE_AGENT, VariableRef("MaxCurrent"))
+PAUSED: Ref = (CHARGE_AGENT, VariableRef("Paused"))
 # AuthCacheCtrlr.Storage is in bytes in the spec; we bound entries (a hash, status and two times each).
 AUTH_CACHE_ENTRIES = 1000
 AUTH_CACHE_ENTRY_BYTES = 160
@@ -107,6 +112,7 @@ def build_device_model(
     _tx_and_auth(model, o.authorize_remote_start, core)
     _security(model, settings)
     _smart_charging(model)
+    _override(model, settings.policy.model_enabled, st.charger_max_current_a)
     limits = {**DEFAULT_ITEMS_PER_MESSAGE, **(items_per_message or {})}
     for instance, count in limits.items():
         ref = ComponentRef(DEVICE_DATA)
@@ -194,6 +200,16 @@ def _smart_charging(model: DeviceModel) -> None:
     model.add(
         Variable(smart, VariableRef("RateUnit"), DataType.MEMBER_LIST, _RO, values_list=("A", "W")), "A,W"
     )
+
+
+def _override(model: DeviceModel, model_enabled: bool, rating_a: float) -> None:
+    """ChargeAgentCtrlr: the learned curve on/off, a current cap (the rating = no cap), pause (0 A)."""
+    model.add(Variable(*MODEL_ENABLED, _BOOL, persistent=True), str(model_enabled).lower())
+    model.add(
+        Variable(*MAX_CURRENT, DataType.DECIMAL, unit="A", min_limit=0, max_limit=rating_a, persistent=True),
+        f"{rating_a:g}",
+    )
+    model.add(Variable(*PAUSED, _BOOL, persistent=True), "false")
 
 
 def _physical(model: DeviceModel, core: StationCore, max_power_w: float) -> None:

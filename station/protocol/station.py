@@ -20,6 +20,7 @@ from station.protocol.auth_cache import AuthSettings
 from station.protocol.charging_profile import ProfileStore
 from station.protocol.composite import composite_schedule
 from station.protocol.connector import Connector, ConnectorEvent, ConnectorStatus
+from station.protocol.override import Override
 from station.protocol.transaction import (
     ChargingState,
     MeterSample,
@@ -107,6 +108,7 @@ class StationCore:
         # Device-model driven (station/protocol/device_variables.py); the agent updates them on a Set.
         self.authorize_remote_start = authorize_remote_start  # AuthCtrlr.AuthorizeRemoteStart (C01/F01)
         self.auth = AuthSettings()  # AuthCtrlr / AuthCacheCtrlr (C10-C12)
+        self.override = Override()  # ChargeAgentCtrlr: the operator's model off / cap / pause
         self.offline_threshold_s = 60.0  # OCPPCommCtrlr.OfflineThreshold (B04)
         self.max_stack_level = 100  # SmartChargingCtrlr.ProfileStackLevel
         self.max_periods_per_schedule = 1024  # SmartChargingCtrlr.PeriodsPerSchedule

@@ -382,3 +382,25 @@ def test_voltage_guard_holds_the_cell_limit_when_the_bms_never_tapers() -> None:
     trace = closed_loop(replace(SPEC, target_soc=0.85), use_fallback=False, misbehaving_bms=True)
     assert max(v for _, v, _ in trace) <= 4.2 * (1 + 0.005)
     assert "voltage_guard" in {name for _, _, name in trace}
+
+
+def test_operator_cap_and_pause_bind_and_nan_is_refused() -> None:
+    def run(operator: float | None) -> Decision:
+        return decide(
+            telemetry(),
+            proposed_current_a=150.0,
+            csms_limit_a=None,
+            grid_limit_a=None,
+            previous_current_a=150.0,
+            dt_s=1.0,
+            limits=LIMITS,
+            operator_limit_a=operator,
+        )
+
+    capped = run(40.0)
+    assert capped.current_a == 40.0 and capped.binding_constraint == "operator_limit"
+    assert "override" in capped.explanation
+    paused = run(0.0)
+    assert paused.current_a == 0.0 and paused.binding_constraint == "operator_limit" and not paused.stop
+    assert run(None).current_a == 150.0  # no override: the proposal
+    assert run(float("nan")).binding_constraint == "invalid_input"
