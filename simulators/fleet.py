@@ -11,7 +11,8 @@ does at session start) or plain CC-CV (`--policy cc-cv`: no curve term). The CV 
 the same vectorised rules the teacher scores (`policy.charge_sim`); aging per step is `policy.aging`.
 Sessions are simulated in chunks by plug-in day (rows only live for their own day and night), which is
 what makes it fast; chunks are independent because this slice has no site-wide cap coupling them (the
-site load management of issue #8 will). No OCPP traffic in this mode: that is `--mode wire` (not yet).
+site load management of issue #8 will). No OCPP traffic in this mode: that is `--mode wire`
+(`simulators.fleet_wire`).
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -12,6 +12,9 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from chargeagent.errors import ChargeAgentError
+
+if TYPE_CHECKING:
+    from simulators.arrivals import Sessions
 
 console = Console()
 DEFAULT_SITE = Path(__file__).resolve().parent.parent / "config" / "sites" / "workplace.toml"
@@ -24,11 +27,11 @@ def simulate(
     seed: Annotated[int, typer.Option(help="Seed: same seed, same results.")] = 0,
     site: Annotated[Path, typer.Option(help="Site TOML (config/sites/).")] = DEFAULT_SITE,
     sessions: Annotated[Path | None, typer.Option(help="Replay this SESSIONS.csv instead.")] = None,
-    mode: Annotated[str, typer.Option(help="fast (wire: not yet)")] = "fast",
+    mode: Annotated[str, typer.Option(help="fast | wire (real agents over OCPP and CAN)")] = "fast",
     policy: Annotated[str, typer.Option(help="model | cc-cv")] = "model",
     out: Annotated[Path, typer.Option(help="Output directory.")] = Path("out"),
 ) -> None:
-    """Simulate a site: sessions, site load at 1/15 min, sim_report.html (fast mode, no OCPP traffic)."""
+    """Simulate a site: sessions, site load at 1/15 min, sim_report.html (wire mode: + ocpp_log.jsonl)."""
     from policy.forecast_io import InputFileError, parse_utc  # noqa: PLC0415
     from policy.plan import CurvePolicy  # noqa: PLC0415
     from simulators.arrivals import generate_sessions, read_sessions_csv  # noqa: PLC0415
@@ -36,8 +39,8 @@ def simulate(
     from simulators.fleet_output import summary, write_outputs  # noqa: PLC0415
     from simulators.site_config import load_site  # noqa: PLC0415
 
-    if mode != "fast":
-        _fail("--mode wire is not implemented yet (issue #7); use --mode fast")
+    if mode not in ("fast", "wire"):
+        _fail("--mode must be fast or wire")
     if policy not in ("model", "cc-cv") or days < 1:
         _fail("--policy must be model or cc-cv, and --days >= 1")
     try:
@@ -50,6 +53,9 @@ def simulate(
             evs = generate_sessions(config, start_s, days, stations=stations, seed=seed)
     except (ChargeAgentError, InputFileError, ValueError) as exc:
         _fail(str(exc))
+    if mode == "wire":
+        _simulate_wire(evs, start_s, days, power_kw, policy == "model", out, config.site.name)
+        return
     sim = FleetSimulator(
         evs,
         start_s=start_s,
@@ -81,6 +87,61 @@ def simulate(
     )
     table.add_row("station-steps per second (1-min steps)", f"{station_steps / max(wall_s, 1e-9):,.0f}")
     console.print(table)
+    console.print("outputs: " + ", ".join(str(p) for p in paths.values()))
+    if interrupted:
+        raise typer.Exit(130)
+
+
+def _simulate_wire(
+    evs: Sessions, start_s: float, days: int, power_kw: float, model: bool, out: Path, site_name: str
+) -> None:
+    """Wire mode: one real agent per station, OCPP over loopback websockets, GB/T on virtual CAN."""
+    from chargeagent.vtime import run_virtual  # noqa: PLC0415
+    from simulators.fleet_output import summary, write_outputs  # noqa: PLC0415
+    from simulators.fleet_wire import WireFleet  # noqa: PLC0415
+    from simulators.fleet_wire_ocpp import write_ocpp_log  # noqa: PLC0415
+    from station.cli import _settings, _state  # noqa: PLC0415
+
+    # Thousands of agents log every session: warnings only unless --log-level says otherwise.
+    settings = _settings({} if _state.log_level else {"log": {"level": "warning"}})
+    columns = (TextColumn("wire"), BarColumn(), TextColumn("sessions {task.completed}/{task.total}"))
+    began = time.perf_counter()
+    interrupted = False
+    with Progress(*columns, TimeElapsedColumn(), console=console, transient=True) as bar:
+        task = bar.add_task("sessions", total=None)
+        fleet = WireFleet(
+            evs,
+            start_s=start_s,
+            days=days,
+            station_power_kw=power_kw,
+            policy_enabled=model,
+            base_settings=settings,
+            on_session=lambda done, total: bar.update(task, completed=done, total=total),
+        )
+        try:
+            run_virtual(fleet.run())
+        except KeyboardInterrupt:
+            interrupted = True
+    wall_s = time.perf_counter() - began
+    result = fleet.result
+    paths = write_outputs(out, evs, result.fleet)
+    paths["ocpp_log"] = write_ocpp_log(out / "ocpp_log.jsonl", result.received, result.sent)
+    table = Table(
+        title=f"{site_name}: {len(fleet.stations)} stations, {days} days, wire mode"
+        + (" (interrupted)" * interrupted)
+    )
+    table.add_column("what")
+    table.add_column("value", justify="right")
+    for key, value in summary(evs, result.fleet).items():
+        table.add_row(key, f"{value:,.2f}")
+    table.add_row(
+        "OCPP calls (station to CSMS, CSMS to station)", f"{len(result.received)}, {len(result.sent)}"
+    )
+    table.add_row("failed calls", str(len(result.failures)))
+    table.add_row("sessions per second (wall)", f"{result.sessions_done / max(wall_s, 1e-9):,.2f}")
+    console.print(table)
+    for failure in result.failures[:10]:
+        console.print(f"failed: {failure}")
     console.print("outputs: " + ", ".join(str(p) for p in paths.values()))
     if interrupted:
         raise typer.Exit(130)

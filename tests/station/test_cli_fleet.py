@@ -32,5 +32,47 @@ def test_simulate_bad_site_config_names_the_key(tmp_path: Path) -> None:
     result = run_cli("simulate", "--site", str(bad), "--out", str(tmp_path / "o"))
     assert result.returncode == 2
     assert "stations" in result.stderr and len(result.stderr.strip().splitlines()) == 1
-    wire = run_cli("simulate", "--mode", "wire", "--out", str(tmp_path / "o"))
-    assert wire.returncode == 2 and "not implemented" in wire.stderr
+    bogus = run_cli("simulate", "--mode", "bogus", "--out", str(tmp_path / "o"))
+    assert bogus.returncode == 2 and "--mode" in bogus.stderr
+
+
+QUICK_SITE = """
+[site]
+name = "quick"
+kind = "workplace"
+station_max_power_kw = 22.0
+[arrivals]
+weekday_per_station = 1.0
+weekend_per_station = 1.0
+[dwell]
+median_h = 0.5
+min_h = 0.25
+max_h = 1.0
+[energy]
+soc_arrival_mean = 0.7
+soc_target = 0.85
+[[vehicles]]
+name = "compact"
+share = 1
+capacity_kwh = 40
+chemistry = "nmc"
+max_charge_power_kw = 100
+"""
+
+
+def test_simulate_wire_mode_writes_outputs_and_the_ocpp_log(tmp_path: Path) -> None:
+    site = tmp_path / "site.toml"
+    site.write_text(QUICK_SITE)
+    out = tmp_path / "out"
+    args = ["--stations", "2", "--days", "1", "--seed", "1", "--site", str(site), "--policy", "cc-cv"]
+    result = run_cli("simulate", "--mode", "wire", *args, "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "failed calls" in result.stdout and "sessions per second" in result.stdout
+    with (out / "site_load_15min.csv").open() as handle:
+        assert len(list(csv.DictReader(handle))) == 96
+    with (out / "sessions.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert rows and all(float(r["kwh_delivered"]) > 0 for r in rows)
+    log = (out / "ocpp_log.jsonl").read_text().splitlines()
+    assert any('"action":"TransactionEvent"' in line for line in log)
+    assert (out / "sim_report.html").stat().st_size > 1000
