@@ -32,6 +32,10 @@ class Mosquitto:
         self._log = workdir / "mosquitto.log"
         self._proc: subprocess.Popen[bytes] | None = None
 
+    def write_config(self, text: str) -> None:
+        """Replace the broker's mosquitto.conf (e.g. a TLS listener) before `start()`."""
+        self._config.write_text(text)
+
     def start(self) -> None:
         with self._log.open("ab") as log:
             self._proc = subprocess.Popen(

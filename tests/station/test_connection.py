@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-import subprocess
 from pathlib import Path
 
 import pytest
 import structlog
+from pki import make_pki  # tests/pki.py
 
 from chargeagent.clock import LoopClock
 from chargeagent.config import load_settings
@@ -20,30 +20,10 @@ from station.connection import backoff_s
 PASSWORD = "correct-horse-battery-staple"  # 28 chars: within OCPP's 16-40
 
 
-def _openssl(*args: str, cwd: Path) -> None:
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
-
-
-def _issue(name: str, cn: str, ca: str, cwd: Path, san: str | None = None) -> None:
-    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr",
-             "-subj", f"/CN={cn}", cwd=cwd)  # fmt: skip
-    ext = ["-extfile", f"{name}.ext"] if san else []
-    if san:
-        (cwd / f"{name}.ext").write_text(f"subjectAltName={san}\n")
-    _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.crt", "-CAkey", f"{ca}.key",
-             "-CAcreateserial", "-out", f"{name}.crt", "-days", "2", *ext, cwd=cwd)  # fmt: skip
-
-
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A CSMS root CA, a server certificate for 127.0.0.1, a station certificate, and an unrelated CA."""
-    d = tmp_path_factory.mktemp("pki")
-    for ca in ("ca", "other-ca"):
-        _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{ca}.key", "-out", f"{ca}.crt",
-                 "-days", "2", "-subj", f"/CN={ca}", cwd=d)  # fmt: skip
-    _issue("server", "csms", "ca", d, san="IP:127.0.0.1")
-    _issue("station", "SEC-3", "ca", d)
-    return d
+    return make_pki(tmp_path_factory.mktemp("pki"), {"station": "SEC-3"})
 
 
 def server_context(pki: Path, *, client_certs: bool) -> ssl.SSLContext:
