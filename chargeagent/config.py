@@ -158,6 +158,27 @@ class GridSettings(_Section):
     publish_interval_s: PositiveS = 900.0  # re-publish at least this often, changed or not
     # Publish early when the p50 energy over the horizon moved by more than this fraction (0.1 = 10 %).
     change_threshold: Annotated[float, Field(gt=0.0, le=10.0)] = 0.1
+    # OpenADR 2.0b VEN (station/openadr_ven.py, needs the [grid] extra); no URL = no VEN.
+    vtn_url: str | None = None  # e.g. https://vtn.example.com/OpenADR2/Simple/2.0b
+    ven_name: str | None = None  # default: the station id (the site id for publish-forecast)
+    vtn_ca_file: Path | None = None  # the VTN's CA, for https
+    ven_cert_file: Path | None = None  # the VEN's client certificate + key (2.0b TLS and XML signatures)
+    ven_key_file: Path | None = None
+    vtn_fingerprint: str | None = None  # the VTN certificate's fingerprint, to check its signatures
+    report_interval_s: PositiveS = 60.0  # the fastest the VEN offers its reports
+    # What SIMPLE levels and load-control capacity fractions scale; default: the station's own rating.
+    site_max_kw: Annotated[float | None, Field(gt=0.0)] = None
+    simple_fractions: tuple[float, float, float, float] = (1.0, 0.5, 0.25, 0.0)  # SIMPLE levels 0..3
+
+    @model_validator(mode="after")
+    def _openadr_consistent(self) -> GridSettings:
+        if self.vtn_url is not None and not self.vtn_url.startswith(("http://", "https://")):
+            raise ValueError("vtn_url: must start with http:// or https://")
+        if (self.ven_cert_file is None) != (self.ven_key_file is None):
+            raise ValueError("ven_cert_file: the VEN certificate and key go together")
+        if any(not 0.0 <= f <= 1.0 for f in self.simple_fractions):
+            raise ValueError("simple_fractions: each level's fraction must be in [0, 1]")
+        return self
 
 
 class LogSettings(_Section):

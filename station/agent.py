@@ -31,6 +31,7 @@ from station.charging import EVSE_ID, ChargingSession, SessionResult, StepRecord
 from station.connection import connect_forever, connect_options
 from station.device_runtime import DeviceRuntime
 from station.device_store import FILE_NAME as DEVICE_STORE_FILE
+from station.grid_link import GridLink
 from station.health_recorder import StationHealth, notify_event
 from station.ocpp_v201 import OcppChargePoint
 from station.outbox import Outbox
@@ -106,6 +107,7 @@ class StationAgent:
         )
         # Per-battery health history, also next to the outbox; without a data dir nothing is kept.
         self.health = StationHealth(settings.health, outbox_path.parent if outbox_path is not None else None)
+        self.grid = GridLink(self.core, settings) if settings.grid.vtn_url else None  # OpenADR VEN
         self._event_id = int(clock.now().timestamp()) % 2**30  # NotifyEvent eventIds, unique across restarts
         # ConfigError now, not later; a BasicAuthPassword set by the CSMS replaces the configured one.
         self._connect = self.devices.connect_options(connect_options(self.station_id, settings.ocpp))
@@ -228,6 +230,8 @@ class StationAgent:
                         )
                         tg.create_task(self._evse_controller(), name=f"{self.station_id}:evse{EVSE_ID}")
                         tg.create_task(self._reset_when_due(), name=f"{self.station_id}:reset")
+                        if self.grid is not None:
+                            tg.create_task(self.grid.run(), name=f"{self.station_id}:openadr")
                 except* _ResetDue:
                     self._restart()
         finally:

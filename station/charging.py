@@ -178,7 +178,9 @@ class ChargingSession:
                         now_s,
                         telemetry.soc,
                         decision.current_a,
-                        self._csms_limit(telemetry),
+                        self.agent.core.limit_a(
+                            EVSE_ID, self.agent.clock.now(), max(telemetry.pack_voltage_v, 1.0)
+                        ),
                         telemetry.pack_voltage_v,
                         telemetry.cell_temp_max_c,
                         decision.binding_constraint,
@@ -188,7 +190,13 @@ class ChargingSession:
         return link.end_reason or StopReason.STOPPED_BY_EV
 
     def _csms_limit(self, telemetry: PackTelemetry) -> float | None:
-        return self.agent.core.limit_a(EVSE_ID, self.agent.clock.now(), max(telemetry.pack_voltage_v, 1.0))
+        voltage_v = max(telemetry.pack_voltage_v, 1.0)
+        return self.agent.core.limit_a(EVSE_ID, self.agent.clock.now(), voltage_v, external=False)
+
+    def _grid_limit(self, telemetry: PackTelemetry) -> float | None:
+        """The grid operator's limit (OpenADR events as ChargingStationExternalConstraints)."""
+        voltage_v = max(telemetry.pack_voltage_v, 1.0)
+        return self.agent.core.profiles.external_limit_a(self.agent.clock.now(), voltage_v)
 
     def _new_controller(self, info: PackInfo, station_soh: float | None) -> CurveController | None:
         if self.agent.policy is None:
@@ -229,7 +237,7 @@ class ChargingSession:
             telemetry,
             proposed_current_a=proposal,
             csms_limit_a=self._csms_limit(telemetry),
-            grid_limit_a=None,
+            grid_limit_a=self._grid_limit(telemetry),
             previous_current_a=previous_a,
             dt_s=dt_s,
             limits=self.agent.limits,

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from chargeagent.config import GridSettings
     from chargeagent.mqtt_connect import MqttEndpoint
     from station.grid import ForecastPublisher
+    from station.site_ven import SiteVen
 
 log = structlog.get_logger(__name__)
 console = Console()
@@ -257,8 +258,12 @@ def publish_forecast(
     ] = None,
     horizon_h: Annotated[float, typer.Option(help="Hours to forecast from the end of the history.")] = 36.0,
     interval_min: Annotated[int, typer.Option(help="Message interval, a multiple of 15 min.")] = 15,
+    vtn_url: Annotated[
+        str | None, typer.Option(help="Also report to this OpenADR 2.0b VTN (default: config grid.vtn_url).")
+    ] = None,
+    mqtt: Annotated[bool, typer.Option(help="Publish over MQTT (--no-mqtt: OpenADR only).")] = True,
 ) -> None:
-    """Keep publishing the site load forecast upstream over MQTT until Ctrl-C (or SIGTERM)."""
+    """Keep publishing the site load forecast upstream (MQTT and/or OpenADR) until Ctrl-C (or SIGTERM)."""
     from station.grid import GridEndpoint  # noqa: PLC0415
 
     grid = _grid_settings(
@@ -267,8 +272,11 @@ def publish_forecast(
             "mqtt_url": mqtt_url,
             "publish_interval_s": interval_s,
             "change_threshold": change_threshold,
+            "vtn_url": vtn_url,
         }
     )
+    if not mqtt and grid.vtn_url is None:
+        _fail("--no-mqtt needs --vtn-url (or grid.vtn_url): the forecast must go somewhere")
     if interval_min <= 0 or (interval_min * 60) % HISTORY_STEP_S:
         _fail(f"--interval-min must be a positive multiple of 15 (got {interval_min})")
     if not (math.isfinite(check_s) and check_s > 0):
@@ -283,7 +291,7 @@ def publish_forecast(
         read_history_csv(history, HISTORY_STEP_S)  # bad input: exit 2 now, not a log line per check
     except ChargeAgentError as exc:
         _fail(str(exc))
-    loop = _PublishLoop(history, grid, steps, interval_min * 60, check_s)
+    loop = _PublishLoop(history, grid, steps, interval_min * 60, check_s, mqtt=mqtt)
     with contextlib.suppress(KeyboardInterrupt, asyncio.CancelledError):  # Ctrl-C / SIGTERM: a clean stop
         asyncio.run(loop.run())
     console.print(f"stopped: {loop.submitted} forecasts made, {loop.published} published")
@@ -293,10 +301,16 @@ class _PublishLoop:
     """Re-read the history every `check_s` (new lags, no refit), refit every `publish_interval_s`, submit."""
 
     def __init__(
-        self, history: Path, grid: GridSettings, steps: int, interval_s: int, check_s: float
+        self,
+        history: Path,
+        grid: GridSettings,
+        steps: int,
+        interval_s: int,
+        check_s: float,
+        mqtt: bool = True,
     ) -> None:
         self.history, self.grid, self.steps = history, grid, steps
-        self.interval_s, self.check_s = interval_s, check_s
+        self.interval_s, self.check_s, self.mqtt = interval_s, check_s, mqtt
         self.submitted = 0
         self._publisher: ForecastPublisher | None = None
 
@@ -314,8 +328,11 @@ class _PublishLoop:
         model: LoadForecaster | None = None
         fitted_at_s = -math.inf
         config = ForecastConfig(max_horizon_steps=max(144, self.steps))
-        async with ForecastPublisher.from_settings(self.grid, clock=clock) as publisher:
-            self._publisher = publisher
+        async with contextlib.AsyncExitStack() as stack:
+            if self.mqtt:
+                publisher = ForecastPublisher.from_settings(self.grid, clock=clock)
+                self._publisher = await stack.enter_async_context(publisher)
+            ven = await self._start_ven(stack)
             while True:
                 try:
                     hist = await asyncio.to_thread(read_history_csv, self.history, HISTORY_STEP_S)
@@ -326,9 +343,29 @@ class _PublishLoop:
                 except ChargeAgentError as exc:  # e.g. the file is being rewritten: keep the last forecast
                     log.warning("forecast_refresh_failed", error=str(exc), retry_in_s=self.check_s)
                 else:
-                    publisher.submit(forecast_message(result, self.grid.site_id, generated_at_s=hist.end_s))
+                    message = forecast_message(result, self.grid.site_id, generated_at_s=hist.end_s)
+                    if self._publisher is not None:
+                        self._publisher.submit(message)
+                    if ven is not None:
+                        ven.update(message, float(hist.load_kw[-1]), clock.monotonic())
                     self.submitted += 1
                 await clock.sleep(self.check_s)
+
+    async def _start_ven(self, stack: contextlib.AsyncExitStack) -> SiteVen | None:
+        """The OpenADR VEN as a task beside the loop (stopped with it), when a VTN is configured."""
+        if self.grid.vtn_url is None:
+            return None
+        from station.site_ven import SiteVen  # noqa: PLC0415
+
+        ven = SiteVen(self.grid)
+        task = asyncio.create_task(ven.run(), name="openadr-ven")
+
+        async def stop() -> None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+        stack.push_async_callback(stop)
+        return ven
 
     @property
     def published(self) -> int:

@@ -8,6 +8,11 @@ transaction's start) and Recurring (from startSchedule, restarting every day or 
 A Recurring schedule applies from its startSchedule on; each run starts at startSchedule + k·period and
 lasts `duration` (or the whole period when absent; a longer duration is cut by the next run), so a daily
 22:00-06:00 cap crosses midnight as one run.
+
+ChargingStationExternalConstraints (K01.FR.22: a CSMS may not set them) are the grid's limits: the station
+installs them itself (`install_external`, from an OpenADR event, station/openadr.py) on evseId 0, a CSMS's
+ClearChargingProfile never removes them, and they cap every EVSE like ChargingStationMaxProfile does. They
+are reported with chargingLimitSource "SO" (system operator); the CSMS's own profiles with "CSO".
 """
 
 from __future__ import annotations
@@ -19,7 +24,8 @@ from typing import Any
 
 from chargeagent.errors import ProtocolError
 
-PURPOSES = ("ChargingStationMaxProfile", "TxDefaultProfile", "TxProfile")
+PURPOSES = ("ChargingStationMaxProfile", "TxDefaultProfile", "TxProfile")  # what a CSMS may set
+EXTERNAL = "ChargingStationExternalConstraints"
 KINDS = ("Absolute", "Relative", "Recurring")
 RECURRENCE_S = {"Daily": 86_400.0, "Weekly": 7 * 86_400.0}  # RecurrencyKindEnumType
 
@@ -28,6 +34,7 @@ RECURRENCE_S = {"Daily": 86_400.0, "Weekly": 7 * 86_400.0}  # RecurrencyKindEnum
 class InstalledProfile:
     evse_id: int
     profile: dict[str, Any]
+    source: str = "CSO"  # ChargingLimitSourceEnumType: CSO (the CSMS), SO (the grid operator)
 
     @property
     def purpose(self) -> str:
@@ -47,6 +54,7 @@ class ProfileStore:
 
     def __init__(self) -> None:
         self._profiles: dict[int, InstalledProfile] = {}  # by chargingProfile.id (K01.FR.05: replace same id)
+        self._external: dict[str, InstalledProfile] = {}  # the grid's constraints, by the caller's key
 
     def install(self, evse_id: int, profile: dict[str, Any], active_tx_id: str | None) -> str:
         """Validate and install; return 'Accepted' or 'Rejected' (K01.FR.03/.16/.22)."""
@@ -75,8 +83,29 @@ class ProfileStore:
         self._profiles[int(profile["id"])] = InstalledProfile(evse_id, profile)
         return "Accepted"
 
+    def install_external(self, key: str, profile: dict[str, Any]) -> None:
+        """Install (or replace) the grid's constraint `key`: an Absolute ChargingStationExternalConstraints
+        profile on evseId 0. Raises ProtocolError when it is not one the store can evaluate."""
+        if (
+            profile.get("chargingProfilePurpose") != EXTERNAL
+            or profile.get("chargingProfileKind") not in KINDS
+        ):
+            raise ProtocolError("an external constraint needs purpose ChargingStationExternalConstraints")
+        for schedule in profile.get("chargingSchedule", []):
+            if schedule.get("chargingRateUnit") not in ("A", "W") or not schedule.get(
+                "chargingSchedulePeriod"
+            ):
+                raise ProtocolError("an external constraint needs a rate unit and at least one period")
+            if any(not math.isfinite(float(p["limit"])) for p in schedule["chargingSchedulePeriod"]):
+                raise ProtocolError("an external constraint's limits must be finite numbers")
+        self._external[key] = InstalledProfile(0, profile, source="SO")
+
+    def clear_external(self, key: str) -> bool:
+        return self._external.pop(key, None) is not None
+
     def installed(self) -> list[InstalledProfile]:
-        return list(self._profiles.values())
+        """Every installed profile: the CSMS's and the grid's external constraints."""
+        return [*self._profiles.values(), *self._external.values()]
 
     def clear(self, profile_id: int | None = None, purpose: str | None = None) -> bool:
         before = len(self._profiles)
@@ -103,8 +132,10 @@ class ProfileStore:
         tx_id: str | None,
         tx_start: datetime | None,
         voltage_v: float,
+        external: bool = True,
     ) -> float | None:
-        """The current limit (A) for the EVSE at `now`, or None when no profile applies."""
+        """The current limit (A) for the EVSE at `now`, or None when no profile applies; `external=False`
+        leaves the grid's constraints out (the envelope weighs them as its own `grid` candidate)."""
         station_max = self._purpose_limit("ChargingStationMaxProfile", 0, now, tx_start, voltage_v)
         tx = None
         if tx_id is not None:
@@ -113,7 +144,17 @@ class ProfileStore:
             tx = self._purpose_limit("TxDefaultProfile", evse_id, now, tx_start, voltage_v)
             if tx is None:
                 tx = self._purpose_limit("TxDefaultProfile", 0, now, tx_start, voltage_v)
-        limits = [v for v in (station_max, tx) if v is not None]
+        grid = self.external_limit_a(now, voltage_v) if external else None
+        limits = [v for v in (station_max, tx, grid) if v is not None]
+        return min(limits) if limits else None
+
+    def external_limit_a(self, now: datetime, voltage_v: float) -> float | None:
+        """The grid's limit (A) at `now`: the lowest active external constraint, None when none applies."""
+        limits = [
+            v
+            for p in self._external.values()
+            if (v := _profile_limit_a(p.profile, now, None, voltage_v)) is not None
+        ]
         return min(limits) if limits else None
 
     def _purpose_limit(

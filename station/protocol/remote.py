@@ -77,10 +77,11 @@ def trigger_message(
 def get_charging_profiles(
     core: StationCore, request_id: int, evse_id: int | None, criteria: dict[str, Any]
 ) -> tuple[dict[str, Any], list[Outbound]]:
-    """K09: installed profiles matching the criteria; one ReportChargingProfiles per EVSE, chained by tbc.
+    """K09: installed profiles matching the criteria; one ReportChargingProfiles per EVSE and source (tbc).
 
     Criteria (all optional, AND-ed): chargingProfilePurpose, stackLevel, chargingProfileId (list),
-    chargingLimitSource (list; every profile here was set by the CSMS, source "CSO"). evseId 0 selects the
+    chargingLimitSource (list: "CSO" for the CSMS's profiles, "SO" for the grid's external constraints,
+    `ProfileStore.install_external`); one report per EVSE and source. evseId 0 selects the
     station-wide profiles, an id one EVSE, no evseId all of them.
     """
     ids = criteria.get("chargingProfileId")
@@ -92,26 +93,26 @@ def get_charging_profiles(
         and criteria.get("chargingProfilePurpose") in (None, p.purpose)
         and criteria.get("stackLevel") in (None, p.stack_level)
         and (not ids or int(p.profile["id"]) in ids)
-        and (not sources or "CSO" in sources)
+        and (not sources or p.source in sources)
     ]
     if not chosen:
         return {"status": "NoProfiles"}, []
-    by_evse: dict[int, list[dict[str, Any]]] = {}
+    groups: dict[tuple[int, str], list[dict[str, Any]]] = {}
     for p in chosen:
-        by_evse.setdefault(p.evse_id, []).append(p.profile)
-    evses = sorted(by_evse)
+        groups.setdefault((p.evse_id, p.source), []).append(p.profile)
+    keys = sorted(groups)
     reports = [
         Outbound(
             "ReportChargingProfiles",
             {
                 "requestId": request_id,
-                "chargingLimitSource": "CSO",
+                "chargingLimitSource": source,
                 "evseId": e,
-                "chargingProfile": by_evse[e],
-                "tbc": i < len(evses) - 1,
+                "chargingProfile": groups[(e, source)],
+                "tbc": i < len(keys) - 1,
             },
         )
-        for i, e in enumerate(evses)
+        for i, (e, source) in enumerate(keys)
     ]
     return {"status": "Accepted"}, reports
 

@@ -386,8 +386,8 @@ class StationCore:
         )
         return {"status": "Accepted", "schedule": schedule}
 
-    def limit_a(self, evse_id: int, now: datetime, voltage_v: float) -> float | None:
-        """The CSMS's current limit for the EVSE now (None = no limit)."""
+    def limit_a(self, evse_id: int, now: datetime, voltage_v: float, external: bool = True) -> float | None:
+        """The profiles' current limit for the EVSE now (None = no limit); external: with the grid's."""
         evse = self.evses[evse_id]
         tx = self.transaction(evse_id)
         return self.profiles.limit_a(
@@ -396,4 +396,5 @@ class StationCore:
             tx_id=tx.transaction_id if tx else None,
             tx_start=evse.tx_started_at if tx else None,
             voltage_v=voltage_v,
+            external=external,
         )

@@ -60,13 +60,19 @@ Script = Callable[[Run], Awaitable[None]]
 
 
 def charge(
-    spec: PackSpec, script: Script | None = None, start: Script | None = None, **csms_kwargs: Any
+    spec: PackSpec,
+    script: Script | None = None,
+    start: Script | None = None,
+    *,
+    realtime: bool = False,
+    settings_overrides: dict[str, Any] | None = None,
+    **csms_kwargs: Any,
 ) -> Run:
     """Plug in, start (remotely, or by `start`), run `script` while charging, wait for Ended; return what
-    everyone saw."""
+    everyone saw. On virtual time unless `realtime` (for peers that keep wall-clock time)."""
 
     async def main() -> Run:
-        clock = LoopClock(epoch=datetime(2026, 3, 1, 8, 0, tzinfo=UTC))
+        clock = LoopClock() if realtime else LoopClock(epoch=datetime(2026, 3, 1, 8, 0, tzinfo=UTC))
         async with EmbeddedCsms(clock=clock, **csms_kwargs) as csms:
             channel = f"e2e-{next(_channels)}"
             settings = load_settings(
@@ -74,6 +80,7 @@ def charge(
                     "station": {"id": "CS-E2E"},
                     "ocpp": {"csms_url": csms.url, "meter_interval_s": 30.0, "authorize_remote_start": True},
                     "bms": {"can_channel": channel, "timing_scale": SCALE},
+                    **(settings_overrides or {}),
                 }
             )
             links: list[BmsLink] = []
@@ -119,7 +126,7 @@ def charge(
             assert csms.internal_errors == []
             return run
 
-    return run_virtual(main())
+    return asyncio.run(main()) if realtime else run_virtual(main())
 
 
 def energy_wh(event: dict[str, Any]) -> float:

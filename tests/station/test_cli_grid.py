@@ -282,3 +282,47 @@ def test_publish_forecast_loop_publishes_and_stops_cleanly_on_ctrl_c(mosquitto, 
     assert proc.returncode == 0, stderr
     assert "Traceback" not in stderr
     assert "stopped:" in stdout
+
+
+async def test_publish_forecast_reports_to_an_openadr_vtn_without_mqtt(tmp_path):
+    from datetime import UTC, datetime, timedelta
+
+    from tests.station.vtn import Vtn
+
+    history = short_history(tmp_path / "HISTORY.csv")
+    last_kw = float(read_rows(history)[-1][1])
+    async with Vtn() as vtn:
+        proc = await asyncio.create_subprocess_exec(
+            *CLI, "publish-forecast", "--history", str(history), "--site-id", "adr-1", "--no-mqtt",
+            "--vtn-url", vtn.url, "--check-s", "0.5",
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO,
+        )  # fmt: skip
+        try:
+            await vtn.wait_for(lambda: all(vtn.values.get(r) for r in ("p10", "p50", "p90", "load")), 60)
+            event_id = vtn.add_event(
+                "SIMPLE",
+                "level",
+                [{"dtstart": datetime.now(UTC), "duration": timedelta(minutes=5), "signal_payload": 2}],
+            )
+            await vtn.wait_for(lambda: event_id in vtn.opts, 30)
+            proc.send_signal(signal.SIGINT)
+            _, stderr = await asyncio.wait_for(proc.communicate(), 30)
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+    assert proc.returncode == 0, stderr.decode()
+    assert b"Traceback" not in stderr
+    assert vtn.registrations[0]["ven_name"] == "adr-1"  # the site id names the VEN
+    p10, p50, p90 = (vtn.values[q][-1] for q in ("p10", "p50", "p90"))
+    assert len(p50) == 144 and p50[0][0] == datetime(2024, 1, 6, tzinfo=UTC)  # from the end of the history
+    assert all(a[1] <= b[1] <= c[1] for a, b, c in zip(p10, p50, p90, strict=True))
+    assert vtn.values["load"][-1][0][1] == pytest.approx(last_kw * 1e3)
+    assert vtn.opts[event_id] == "optOut"  # the site process reports; it controls no station
+
+
+def test_publish_forecast_without_mqtt_or_vtn_exits_2(tmp_path):
+    history = short_history(tmp_path / "HISTORY.csv", days=1)
+    result = run_cli("publish-forecast", "--history", str(history), "--no-mqtt")
+    assert result.returncode == 2
+    assert "--no-mqtt needs --vtn-url" in result.stderr

@@ -2,6 +2,9 @@
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
+from chargeagent.errors import ProtocolError
 from station.protocol.charging_profile import ProfileStore
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
@@ -200,3 +203,34 @@ def test_charge_plans_cap_the_composite_and_sum_for_the_station():
         {"startPeriod": 600, "limit": 120},
         {"startPeriod": 1200, "limit": 0},
     ]
+
+
+def external(limit_w, start=T0, duration_s=3600):
+    p = profile(900, "ChargingStationExternalConstraints", 0, limit_w, unit="W", start=start)
+    p["chargingSchedule"][0]["duration"] = duration_s
+    return p
+
+
+def test_external_constraints_cap_every_evse_until_they_end_and_survive_a_csms_clear():
+    store = ProfileStore()
+    store.install(1, profile(1, "TxDefaultProfile", 0, 100), None)
+    store.install_external("ev-1/0", external(20_000.0))  # 20 kW at 400 V = 50 A
+    assert store.limit_a(1, T0, tx_id=None, tx_start=None, voltage_v=400) == 50
+    assert store.limit_a(1, T0, tx_id=None, tx_start=None, voltage_v=400, external=False) == 100
+    assert store.external_limit_a(T0, 400) == 50
+    assert store.external_limit_a(T0 + timedelta(hours=1), 400) is None  # duration over: no grid limit
+    store.clear()  # the CSMS clears all of its profiles
+    assert store.external_limit_a(T0, 400) == 50
+    assert [p.source for p in store.installed()] == ["SO"]
+    assert store.clear_external("ev-1/0") and store.external_limit_a(T0, 400) is None
+
+
+def test_a_csms_cannot_set_an_external_constraint_and_bad_ones_are_refused():
+    store = ProfileStore()
+    assert store.install(0, external(20_000.0), None) == "Rejected"  # K01.FR.22
+    bad = external(float("nan"))
+    with pytest.raises(ProtocolError):
+        store.install_external("x", bad)
+    with pytest.raises(ProtocolError):
+        store.install_external("x", profile(1, "TxDefaultProfile", 0, 10))
+    assert store.installed() == []

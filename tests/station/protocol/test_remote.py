@@ -85,3 +85,20 @@ def test_get_charging_profiles_reports_matches_per_evse_chained_by_tbc() -> None
     assert (
         get_charging_profiles(core, 46, None, {"chargingLimitSource": ["EMS"]})[0]["status"] == "NoProfiles"
     )
+
+
+def test_get_charging_profiles_reports_the_grids_constraints_with_source_so() -> None:
+    core = make_core()
+    assert core.on_set_charging_profile(0, _profile(1, "ChargingStationMaxProfile"))["status"] == "Accepted"
+    grid = _profile(1_000_000, "ChargingStationMaxProfile")
+    grid["chargingProfilePurpose"] = "ChargingStationExternalConstraints"
+    core.profiles.install_external("event-1/0", grid)
+    _, reports = get_charging_profiles(core, 50, 0, {})
+    assert [(r.payload["chargingLimitSource"], r.payload["tbc"]) for r in reports] == [
+        ("CSO", True),
+        ("SO", False),
+    ]
+    for report in reports:
+        assert_schema_valid(report)
+    only_grid = get_charging_profiles(core, 51, None, {"chargingLimitSource": ["SO"]})[1]
+    assert [p["id"] for r in only_grid for p in r.payload["chargingProfile"]] == [1_000_000]
