@@ -4,7 +4,8 @@
 
 For each site size: the uncontrolled-charging aggregator (`simulators.arrivals.site_load_kw`: no pack
 physics, no envelope, no policy — the kind of model EV2Gym/ACN-Sim-style simulators run) as the baseline,
-then the fast mode with plain CC-CV and with the learned curve (a plan per session). Station-steps = stations
+then the fast mode with plain CC-CV, with the learned curve (a plan per session), and with plain CC-CV under a
+site grid cap at 60 % of the uncapped peak (site load management every step). Station-steps = stations
 x 1-min steps simulated; active steps = session-minutes actually charged. Target (issue #7): >= 100,000
 station-steps/s for 100 and 1,000 stations over 7 days on 2 cores (this runs on one).
 """
@@ -44,9 +45,18 @@ def main() -> None:
             f"{stations:>8} {'baseline: uncontrolled aggregator':<32} {len(sessions):>8} {base_s:>8.2f} "
             f"{stations * steps / base_s:>16,.0f} {'-':>10}"
         )
-        for label, policy in (("fast, CC-CV", None), ("fast, learned curve", CurvePolicy())):
+        uncapped_peak_kw = None
+        runs = (("fast, CC-CV", None, False), ("fast, learned curve", CurvePolicy(), False))
+        runs += (("fast, CC-CV, site cap 60 % of peak", None, True),)
+        for label, policy, capped in runs:
+            cap_kw = 0.6 * uncapped_peak_kw if capped and uncapped_peak_kw else None
             sim = FleetSimulator(
-                sessions, start_s=START_S, days=args.days, station_power_kw=22.0, policy=policy
+                sessions,
+                start_s=START_S,
+                days=args.days,
+                station_power_kw=22.0,
+                policy=policy,
+                grid_cap_kw=cap_kw,
             )
             t0 = time.perf_counter()
             result = sim.run()
@@ -56,8 +66,10 @@ def main() -> None:
                 f"{stations:>8} {label:<32} {len(sessions):>8} {wall_s:>8.2f} "
                 f"{stations * steps / wall_s:>16,.0f} "
                 f"{result.evse_steps / wall_s:>10,.0f}   loss/charge {s['mean_capacity_loss_ppm']:.1f} ppm, "
-                f"reached {s['reached_target_share']:.1%}"
+                f"reached {s['reached_target_share']:.1%}, peak {s['peak_site_kw']:,.0f} kW"
             )
+            if policy is None and not capped:
+                uncapped_peak_kw = s["peak_site_kw"]
 
 
 if __name__ == "__main__":

@@ -10,13 +10,16 @@ where the curve is the learned charge curve (`policy.plan.CurvePolicy`, planned 
 does at session start) or plain CC-CV (`--policy cc-cv`: no curve term). The CV rule and the derating are
 the same vectorised rules the teacher scores (`policy.charge_sim`); aging per step is `policy.aging`.
 Sessions are simulated in chunks by plug-in day (rows only live for their own day and night), which is
-what makes it fast; chunks are independent because this slice has no site-wide cap coupling them (the
-site load management of issue #8 will). No OCPP traffic in this mode: that is `--mode wire`
-(`simulators.fleet_wire`).
+what makes it fast. With a site grid cap (`grid_cap_kw`, the site TOML's `grid_cap_kw` or `--grid-cap-kw`)
+every step's wanted currents are cut to `policy.allocation.allocate`'s grants (deadlines first, then
+shared by battery health; the binding limit reads `site_cap`); a chunk's room is the cap minus what the
+sessions of earlier chunks still draw (a car that came first keeps its share). No OCPP traffic in this
+mode: that is `--mode wire` (`simulators.fleet_wire`).
 """
 
 from __future__ import annotations
 
+import copy
 import math
 from collections import Counter
 from collections.abc import Callable
@@ -25,16 +28,21 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from policy.aging import step_loss
+from policy.allocation import allocate
 from policy.charge_sim import CV_GAIN_A_PER_V_AH, CV_MARGIN_V, N_STAGES, default_limits, thermal_fraction
+from policy.envelope import EnvelopeLimits
 from policy.physics import FloatArray, PackBatch
-from policy.physics_params import Chemistry, cell_params
+from policy.physics_params import CellParams, Chemistry, cell_params
 from policy.plan import CurvePolicy, PlanRequest
 from simulators.arrivals import Sessions
 
 STEP_S = 60.0
 _DAY_S = 86_400.0
 SERIES_CELLS: dict[str, int] = {"nmc": 96, "lfp": 108}  # ~350 V packs, the common 400 V class
-_LIMIT_NAMES = ("station_power", "vehicle_power", "bms_cv", "thermal_derate", "curve")
+_LIMIT_NAMES = ("station_power", "vehicle_power", "bms_cv", "thermal_derate", "curve", "site_cap")
+_Want = tuple[np.ndarray, FloatArray, np.ndarray]  # (active rows, wanted current, binding limit index)
+_SITE_CAP = _LIMIT_NAMES.index("site_cap")  # set by the site load management, not a stacked limit
+_CAP_CHECK_MARGIN = 0.1  # within 10 % of the cap a step is tried first (a step's voltage rise is < 10 %)
 _REF_AH = 100.0
 
 
@@ -57,6 +65,7 @@ class FleetResult:
     start_s: float
     step_s: float
     site_load_kw: FloatArray  # mean over each 1-min step
+    grid_cap_kw: float | None  # the site limit the sessions shared (None: none)
     outcome: SessionOutcome
     binding: Counter[str] = field(default_factory=Counter)  # row-steps bound by each limit
     evse_steps: int = 0
@@ -82,7 +91,10 @@ class FleetSimulator:
         station_power_kw: float,
         policy: CurvePolicy | None,
         preference: str = "balanced",
+        grid_cap_kw: float | None = None,
     ) -> None:
+        """`grid_cap_kw`: the site's connection limit, shared among the charging sessions every step
+        (`policy.allocation`); None = no site limit (each station alone)."""
         # Replayed sessions stop at their logged energy (at the terminals); generated ones at their SoC.
         self.energy_cap_kwh = np.where(np.isfinite(sessions.soc_arrival), np.inf, sessions.energy_kwh)
         self.sessions = sessions = _with_generic_vehicles(sessions)
@@ -91,12 +103,14 @@ class FleetSimulator:
         self.station_power_kw = station_power_kw
         self.policy = policy
         self.preference = preference
+        self.grid_cap_kw = grid_cap_kw
         self.limits = default_limits()
         n = len(sessions)
         self.result = FleetResult(
             start_s=start_s,
             step_s=STEP_S,
             site_load_kw=np.zeros(int(days * _DAY_S / STEP_S)),
+            grid_cap_kw=grid_cap_kw,
             outcome=SessionOutcome(
                 np.zeros(n),
                 np.asarray(sessions.soc_arrival, dtype=np.float64).copy(),
@@ -114,8 +128,7 @@ class FleetSimulator:
 
     def run(self, on_chunk: Callable[[int, int], None] | None = None) -> FleetResult:
         for i, rows in enumerate(self._chunks[self.result.chunks_done :], start=self.result.chunks_done):
-            for chemistry, group in _group_rows(self.sessions, rows).items():
-                self._simulate_group(chemistry, group)  # type: ignore[arg-type]
+            self._simulate_chunk(rows)
             self.result.chunks_done = i + 1
             if on_chunk is not None:
                 on_chunk(i + 1, len(self._chunks))
@@ -149,7 +162,71 @@ class FleetSimulator:
             self.result.outcome.plan_source[r] = plan.source
         return out
 
-    def _simulate_group(self, chemistry: Chemistry, rows: np.ndarray) -> None:
+    def _simulate_chunk(self, rows: np.ndarray) -> None:
+        """One plug-in day's sessions, every chemistry group in lockstep so a site cap can couple them."""
+        res = self.result
+        groups = [self._group(chem, g) for chem, g in _group_rows(self.sessions, rows).items()]  # type: ignore[arg-type]
+        first = min(g.first for g in groups)
+        last = max(g.last for g in groups)
+        last_plug_in = max(float(g.conn.max()) for g in groups)
+        for step in range(first, last):
+            t = self.start_s + step * STEP_S
+            wants = [g.want(t) for g in groups]
+            if not any(active.any() for active, _, _ in wants):
+                if t > last_plug_in:
+                    break
+                continue
+            if self.grid_cap_kw is not None and self._share_cap(step, t, groups, wants):
+                self._hold_under_cap(step, groups, wants)  # near or at the cap: check the real step
+            for g, (active, current, which) in zip(groups, wants, strict=True):
+                if not active.any():
+                    continue  # a group waiting for its first car (or done) stays as it is
+                res.binding.update(_LIMIT_NAMES[k] for k in which[active])
+                res.site_load_kw[step] += g.advance(active, current)
+                res.evse_steps += int(active.sum())
+        for g in groups:
+            self._store(g.rows, g.pack, g.scale, (g.minutes, g.loss, g.peak), g.target, g.cap_kwh)
+
+    def _room_kw(self, step: int) -> float:
+        """The cap minus what sessions of earlier chunks already draw in this step (they keep it)."""
+        assert self.grid_cap_kw is not None
+        return float(self.grid_cap_kw - self.result.site_load_kw[step])
+
+    def _share_cap(self, step: int, t: float, groups: list[_Group], wants: list[_Want]) -> bool:
+        """Site load management: cut the wanted currents to `policy.allocation.allocate`'s grants (made
+        on the power each would draw at its present voltage); True when the site is within
+        `_CAP_CHECK_MARGIN` of its cap, where the voltage rise during the step could carry it over."""
+        want_w = np.concatenate([g.power_w(a, c) for g, (a, c, _) in zip(groups, wants, strict=True)])
+        room_w = self._room_kw(step) * 1e3
+        if want_w.sum() <= room_w:
+            return bool(want_w.sum() > (1.0 - _CAP_CHECK_MARGIN) * room_w)
+        need_wh = np.concatenate([g.need_wh() for g in groups])
+        left_s = np.concatenate([g.disc - t for g in groups])
+        soh = np.concatenate([g.soh for g in groups])
+        grant = allocate(self._room_kw(step) * 1e3, want_w, need_wh, left_s, soh)
+        offset = 0
+        for g, (active, current, which) in zip(groups, wants, strict=True):
+            part = slice(offset, offset + g.rows.size)
+            cut = grant[part] < want_w[part] * (1.0 - 1e-9)
+            ratio = np.divide(grant[part], want_w[part], where=cut, out=np.ones(g.rows.size))
+            np.multiply(current, ratio, out=current)  # in place: the caller steps with it
+            which[cut & active] = _SITE_CAP
+            offset += g.rows.size
+        return True
+
+    def _hold_under_cap(self, step: int, groups: list[_Group], wants: list[_Want]) -> None:
+        """The grants were made at the present voltage; the current raises it (I·R, the RC branches, the
+        OCV over the step). Try the step on copies and scale every current by room / realised power when
+        it would overshoot: P(kI) = kI·V(kI) ≤ k·P(I) for k ≤ 1, so the real step stays under the cap."""
+        room_kw = self._room_kw(step)
+        realised_kw = sum(g.trial_kw(a, c) for g, (a, c, _) in zip(groups, wants, strict=True))
+        if realised_kw <= room_kw:
+            return
+        k = max(room_kw, 0.0) / realised_kw
+        for _, current, _ in wants:
+            np.multiply(current, k, out=current)
+
+    def _group(self, chemistry: Chemistry, rows: np.ndarray) -> _Group:
         """One chemistry's sessions of one chunk. Every pack is simulated as `series` cells of a 100 Ah
         reference cell carrying the same C-rate: the surrogate's parameters scale per Ah (R ∝ 1/Q, mass
         and cooling ∝ Q), so C-rates, voltages, temperatures and aging are those of the real size, and
@@ -166,56 +243,28 @@ class FleetSimulator:
         vehicle_c = _vehicle_max_kw(s, rows) * 1000.0 / nominal_v / (scale * _REF_AH)
         station_c = self.station_power_kw * 1000.0 / nominal_v / (scale * _REF_AH)
         max_c = np.clip(np.minimum(vehicle_c, station_c), 0.3, 4.0)
-        rates = self._plans(rows, chemistry, max_c, target)
-        span = np.maximum(target - soc0, 1e-9)
-        pack = PackBatch(cell, series, soc0, soh, ambient, ambient, max_substep_s=STEP_S)
         conn, disc = s.connection_s[rows], s.disconnect_s[rows]
-        cap_kwh = self.energy_cap_kwh[rows]
-        first = int(max(0, math.floor((conn.min() - self.start_s) / STEP_S)))
-        last = int(min(res.site_load_kw.size, math.ceil((disc.max() - self.start_s) / STEP_S)))
-        previous_a = np.zeros(rows.size)
-        idx = np.arange(rows.size)
-        minutes, loss = np.zeros(rows.size), np.zeros(rows.size)
-        peak = np.full(rows.size, -np.inf)
-        q = _REF_AH
-        for step in range(first, last):
-            t = self.start_s + step * STEP_S
-            active = (conn <= t) & (t < disc) & (pack.soc < target - 1e-4)
-            active &= pack.energy_in_kwh * scale < cap_kwh
-            if not active.any():
-                if t > conn.max():
-                    break
-                continue
-            v_ratio = nominal_v / np.maximum(pack.pack_voltage_v, 1.0)  # power limits: I = P / V
-            stage = np.clip(((pack.soc - soc0) / span * N_STAGES).astype(np.int64), 0, N_STAGES - 1)
-            limits = np.stack(
-                [
-                    station_c * q * v_ratio,
-                    vehicle_c * q * v_ratio,
-                    np.maximum(previous_a, 0.0)
-                    + CV_GAIN_A_PER_V_AH
-                    * q
-                    * (cell.max_cell_voltage_v - CV_MARGIN_V - pack.cell_voltage_max_v),
-                    thermal_fraction(pack.cell_temp_min_c, pack.cell_temp_max_c, self.limits) * max_c * q,
-                    rates[idx, stage] * q,
-                ]
-            )
-            which = np.argmin(limits, axis=0)
-            current = np.where(active, np.maximum(limits[which, idx], 0.0), 0.0)
-            res.binding.update(_LIMIT_NAMES[k] for k in which[active])
-            loss += np.where(
-                active, step_loss(cell, current, pack.soc, pack.cell_temp_c, soh, STEP_S).total, 0.0
-            )
-            before_kwh = pack.energy_in_kwh.copy()
-            pack.step(current, STEP_S)
-            previous_a = pack.current_a
-            res.site_load_kw[step] += (
-                float(np.sum((pack.energy_in_kwh - before_kwh) * scale)) * 3600.0 / STEP_S
-            )
-            minutes += np.where(active & (current > 0), STEP_S / 60.0, 0.0)
-            peak = np.where(active, np.maximum(peak, pack.cell_temp_max_c), peak)
-            res.evse_steps += int(active.sum())
-        self._store(rows, pack, scale, (minutes, loss, peak), target, cap_kwh)
+        return _Group(
+            rows=rows,
+            cell=cell,
+            pack=PackBatch(cell, series, soc0, soh, ambient, ambient, max_substep_s=STEP_S),
+            scale=scale,
+            nominal_v=nominal_v,
+            soc0=soc0,
+            soh=soh,
+            target=target,
+            station_c=station_c,
+            vehicle_c=vehicle_c,
+            max_c=max_c,
+            rates=self._plans(rows, chemistry, max_c, target),
+            conn=conn,
+            disc=disc,
+            cap_kwh=self.energy_cap_kwh[rows],
+            capacity_wh=np.asarray(s.capacity_kwh[rows], dtype=np.float64) * soh * 1000.0,
+            first=int(max(0, math.floor((conn.min() - self.start_s) / STEP_S))),
+            last=int(min(res.site_load_kw.size, math.ceil((disc.max() - self.start_s) / STEP_S))),
+            limits=self.limits,
+        )
 
     def _store(
         self,
@@ -236,6 +285,97 @@ class FleetSimulator:
         out.reached_target[rows] = (pack.soc >= target - 1e-3) | (
             pack.energy_in_kwh * scale >= cap_kwh - 1e-6
         )
+
+
+@dataclass
+class _Group:
+    """One chemistry's rows of one chunk, stepped by `FleetSimulator._simulate_chunk`."""
+
+    rows: np.ndarray
+    cell: CellParams
+    pack: PackBatch
+    scale: FloatArray  # real pack Ah / reference Ah
+    nominal_v: float
+    soc0: FloatArray
+    soh: FloatArray
+    target: FloatArray
+    station_c: FloatArray
+    vehicle_c: FloatArray
+    max_c: FloatArray
+    rates: FloatArray  # (N, K) planned C-rates
+    conn: FloatArray
+    disc: FloatArray
+    cap_kwh: FloatArray
+    capacity_wh: FloatArray  # usable now (capacity x SoH)
+    first: int
+    last: int
+    limits: EnvelopeLimits
+    previous_a: FloatArray = field(init=False)
+    minutes: FloatArray = field(init=False)
+    loss: FloatArray = field(init=False)
+    peak: FloatArray = field(init=False)
+
+    def __post_init__(self) -> None:
+        n = self.rows.size
+        self.previous_a, self.minutes, self.loss = np.zeros(n), np.zeros(n), np.zeros(n)
+        self.peak = np.full(n, -np.inf)
+
+    def want(self, t: float) -> tuple[np.ndarray, FloatArray, np.ndarray]:
+        """(active rows, the current each would draw on its own (reference-cell A), binding limit index)."""
+        pack, q = self.pack, _REF_AH
+        active = (self.conn <= t) & (t < self.disc) & (pack.soc < self.target - 1e-4)
+        active &= pack.energy_in_kwh * self.scale < self.cap_kwh
+        v_ratio = self.nominal_v / np.maximum(pack.pack_voltage_v, 1.0)  # power limits: I = P / V
+        span = np.maximum(self.target - self.soc0, 1e-9)
+        stage = np.clip(((pack.soc - self.soc0) / span * N_STAGES).astype(np.int64), 0, N_STAGES - 1)
+        limits = np.stack(
+            [
+                self.station_c * q * v_ratio,
+                self.vehicle_c * q * v_ratio,
+                np.maximum(self.previous_a, 0.0)
+                + CV_GAIN_A_PER_V_AH
+                * q
+                * (self.cell.max_cell_voltage_v - CV_MARGIN_V - pack.cell_voltage_max_v),
+                thermal_fraction(pack.cell_temp_min_c, pack.cell_temp_max_c, self.limits) * self.max_c * q,
+                self.rates[np.arange(self.rows.size), stage] * q,
+            ]
+        )
+        which = np.argmin(limits, axis=0)
+        current = np.where(active, np.maximum(limits[which, np.arange(self.rows.size)], 0.0), 0.0)
+        return active, current, which
+
+    def power_w(self, active: np.ndarray, current: FloatArray) -> FloatArray:
+        """The real pack's draw for `current` (reference-cell A) at its present voltage."""
+        return np.where(active, current * self.pack.pack_voltage_v * self.scale, 0.0)
+
+    def need_wh(self) -> FloatArray:
+        """Energy still wanted: to the target SoC, or to a replayed session's logged energy."""
+        to_target = np.maximum(self.target - self.pack.soc, 0.0) * self.capacity_wh
+        return np.minimum(
+            to_target, np.maximum(self.cap_kwh - self.pack.energy_in_kwh * self.scale, 0.0) * 1e3
+        )
+
+    def trial_kw(self, active: np.ndarray, current: FloatArray) -> float:
+        """The mean power one step at `current` would draw, without taking it (on a copy of the packs)."""
+        if not active.any():
+            return 0.0
+        pack = copy.deepcopy(self.pack)
+        before_kwh = pack.energy_in_kwh.copy()
+        pack.step(current, STEP_S)
+        return float(np.sum((pack.energy_in_kwh - before_kwh) * self.scale)) * 3600.0 / STEP_S
+
+    def advance(self, active: np.ndarray, current: FloatArray) -> float:
+        """One step at `current`; returns the group's mean power over it (kW)."""
+        pack = self.pack
+        self.loss += np.where(
+            active, step_loss(self.cell, current, pack.soc, pack.cell_temp_c, self.soh, STEP_S).total, 0.0
+        )
+        before_kwh = pack.energy_in_kwh.copy()
+        pack.step(current, STEP_S)
+        self.previous_a = pack.current_a
+        self.minutes += np.where(active & (current > 0), STEP_S / 60.0, 0.0)
+        self.peak = np.where(active, np.maximum(self.peak, pack.cell_temp_max_c), self.peak)
+        return float(np.sum((pack.energy_in_kwh - before_kwh) * self.scale)) * 3600.0 / STEP_S
 
 
 # Replayed sessions (SESSIONS.csv) carry no vehicle: a generic NMC pack, new, at 15 °C, large enough that

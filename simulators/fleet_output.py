@@ -40,6 +40,7 @@ def summary(sessions: Sessions, result: FleetResult) -> dict[str, float]:
         "sessions": float(done.sum()),
         "energy_kwh": float(o.delivered_kwh[done].sum()),
         "peak_site_kw": float(result.site_load_kw.max(initial=0.0)),
+        **({} if result.grid_cap_kw is None else {"grid_cap_kw": result.grid_cap_kw}),
         "reached_target_share": float(o.reached_target[done].mean()) if done.any() else 0.0,
         "mean_charge_minutes": float(o.charge_minutes[charged].mean()) if charged.any() else 0.0,
         "mean_capacity_loss_ppm": float(o.capacity_loss[charged].mean() * 1e6) if charged.any() else 0.0,
@@ -115,7 +116,10 @@ def write_report(path: Path, sessions: Sessions, result: FleetResult) -> Path:
     n15 = _steps_done(sessions, result) // 15
     load15 = result.site_load_kw[: n15 * 15].reshape(n15, 15).mean(axis=1)
     hours = [k / 4.0 for k in range(n15)]
-    charts = [xy_chart([("site load (kW)", hours, list(load15), False)], x_title="hours", y_title="kW")]
+    lines = [("site load (kW)", hours, list(load15), False)]
+    if result.grid_cap_kw is not None and hours:
+        lines.append(("grid cap (kW)", [hours[0], hours[-1]], [result.grid_cap_kw] * 2, True))
+    charts = [xy_chart(lines, x_title="hours", y_title="kW", include_zero=True)]
     charged = np.flatnonzero(done & (o.charge_minutes > 0))
     if charged.size:
         order = charged[np.argsort(o.charge_minutes[charged])]

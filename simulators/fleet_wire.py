@@ -140,7 +140,7 @@ class WireFleet:
             np.zeros(n, dtype=bool), [""] * n,
         )  # fmt: skip
         self.result = WireResult(
-            FleetResult(start_s, STEP_S, np.zeros(int(days * _DAY_S / STEP_S)), outcome),
+            FleetResult(start_s, STEP_S, np.zeros(int(days * _DAY_S / STEP_S)), None, outcome),
             received=[],
             sent=[],
             failures=[],

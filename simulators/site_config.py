@@ -101,6 +101,9 @@ class SiteSection(_Model):
     kind: SiteKind
     stations: Annotated[int, Field(ge=1, le=100_000)] = 20
     station_max_power_kw: Annotated[float, Field(gt=0.0, le=1000.0)] = 22.0
+    # The site's grid connection limit, shared among the stations every step (policy/allocation.py);
+    # None: no site limit, every station draws up to its own rating.
+    grid_cap_kw: Annotated[float | None, Field(gt=0.0)] = None
 
 
 class ArrivalSection(_Model):

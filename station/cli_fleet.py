@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -30,6 +31,9 @@ def simulate(
     mode: Annotated[str, typer.Option(help="fast | wire (real agents over OCPP and CAN)")] = "fast",
     policy: Annotated[str, typer.Option(help="model | cc-cv")] = "model",
     out: Annotated[Path, typer.Option(help="Output directory.")] = Path("out"),
+    grid_cap_kw: Annotated[
+        float | None, typer.Option(help="Site grid connection limit, kW (default: the site file's; none).")
+    ] = None,
 ) -> None:
     """Simulate a site: sessions, site load at 1/15 min, sim_report.html (wire mode: + ocpp_log.jsonl)."""
     from policy.forecast_io import InputFileError, parse_utc  # noqa: PLC0415
@@ -53,6 +57,7 @@ def simulate(
             evs = generate_sessions(config, start_s, days, stations=stations, seed=seed)
     except (ChargeAgentError, InputFileError, ValueError) as exc:
         _fail(str(exc))
+    cap_kw = _grid_cap(grid_cap_kw if grid_cap_kw is not None else config.site.grid_cap_kw, mode)
     if mode == "wire":
         _simulate_wire(evs, start_s, days, power_kw, policy == "model", out, config.site.name)
         return
@@ -62,6 +67,7 @@ def simulate(
         days=days,
         station_power_kw=power_kw,
         policy=CurvePolicy() if policy == "model" else None,
+        grid_cap_kw=cap_kw,
     )
     n_stations = stations or config.site.stations
     began = time.perf_counter()
@@ -145,6 +151,14 @@ def _simulate_wire(
     console.print("outputs: " + ", ".join(str(p) for p in paths.values()))
     if interrupted:
         raise typer.Exit(130)
+
+
+def _grid_cap(cap_kw: float | None, mode: str) -> float | None:
+    if cap_kw is not None and not (math.isfinite(cap_kw) and cap_kw > 0):
+        _fail(f"--grid-cap-kw must be > 0 (got {cap_kw})")
+    if mode == "wire" and cap_kw is not None:
+        _fail("a site grid cap is simulated in --mode fast only (the wire mode has no site allocator yet)")
+    return cap_kw
 
 
 def _fail(message: str) -> None:

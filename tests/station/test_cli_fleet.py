@@ -76,3 +76,22 @@ def test_simulate_wire_mode_writes_outputs_and_the_ocpp_log(tmp_path: Path) -> N
     log = (out / "ocpp_log.jsonl").read_text().splitlines()
     assert any('"action":"TransactionEvent"' in line for line in log)
     assert (out / "sim_report.html").stat().st_size > 1000
+
+
+def test_simulate_with_a_grid_cap_keeps_the_site_under_it_and_reports_it(tmp_path: Path) -> None:
+    out = tmp_path / "capped"
+    result = run_cli(
+        "simulate", "--site", "config/sites/depot.toml", "--stations", "12", "--days", "2",
+        "--policy", "cc-cv", "--grid-cap-kw", "120", "--out", str(out),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "grid_cap_kw" in result.stdout
+    with (out / "site_load_1min.csv").open() as handle:
+        loads = [float(row["load_kw"]) for row in csv.DictReader(handle)]
+    assert max(loads) <= 120.0 + 1e-6 and max(loads) > 100.0  # the cap binds, and is used
+    report = (out / "sim_report.html").read_text()
+    assert "grid cap (kW)" in report and "site_cap" in report
+    bad = run_cli("simulate", "--grid-cap-kw", "-5", "--out", str(tmp_path / "o"))
+    assert bad.returncode == 2 and "--grid-cap-kw must be > 0" in bad.stderr
+    wire = run_cli("simulate", "--mode", "wire", "--grid-cap-kw", "50", "--out", str(tmp_path / "o"))
+    assert wire.returncode == 2 and "--mode fast only" in wire.stderr
