@@ -1,4 +1,5 @@
-"""Fleet simulation outputs: per-session CSV, site load at 1 and 15 min, summary, `sim_report.html`."""
+"""Fleet simulation outputs: per-session CSV, site load at 1 and 15 min (each also as Parquet when the
+[fleet] extra's pyarrow is installed: `simulators.fleet_parquet`), summary, `sim_report.html`."""
 
 from __future__ import annotations
 
@@ -6,10 +7,12 @@ import csv
 from datetime import UTC, datetime
 from html import escape
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from policy.forecast_io import format_utc
+from simulators import fleet_parquet
 from simulators.arrivals import Sessions
 from simulators.fleet import FleetResult
 
@@ -60,31 +63,16 @@ def _simulated_rows(sessions: Sessions, result: FleetResult) -> np.ndarray:
 def write_outputs(out_dir: Path, sessions: Sessions, result: FleetResult) -> dict[str, Path]:
     """Write every output for the days simulated so far; a partial run gives valid, shorter files."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    o, done = result.outcome, _simulated_rows(sessions, result)
+    done = _simulated_rows(sessions, result)
     paths = {"sessions": out_dir / "sessions.csv"}
+    columns = _session_columns(sessions, result, np.flatnonzero(done))
     with paths["sessions"].open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(SESSION_FIELDS)
-        for i in np.flatnonzero(done):
-            writer.writerow(
-                [
-                    sessions.session_id[i],
-                    sessions.station_id[i],
-                    sessions.vehicle[i],
-                    sessions.chemistry[i],
-                    format_utc(float(sessions.connection_s[i])),
-                    format_utc(float(sessions.disconnect_s[i])),
-                    f"{sessions.soh[i]:.3f}",
-                    f"{o.soc_start[i]:.4f}",
-                    f"{o.soc_end[i]:.4f}",
-                    f"{o.delivered_kwh[i]:.3f}",
-                    f"{o.charge_minutes[i]:.0f}",
-                    f"{o.peak_cell_temp_c[i]:.1f}",
-                    f"{o.capacity_loss[i] * 1e6:.2f}",
-                    int(o.reached_target[i]),
-                    o.plan_source[i] or "cc_cv",
-                ]
-            )
+        for row in zip(*(_csv_text(name, values) for name, values in columns.items()), strict=True):
+            writer.writerow(row)
+    if fleet_parquet.available():
+        paths["sessions_parquet"] = fleet_parquet.write_sessions(out_dir / "sessions.parquet", columns)
     load = result.site_load_kw
     steps_done = _steps_done(sessions, result)
     for name, per in (("site_load_1min", 1), ("site_load_15min", 15)):
@@ -96,8 +84,55 @@ def write_outputs(out_dir: Path, sessions: Sessions, result: FleetResult) -> dic
             writer.writerow(("interval_start", "load_kw"))
             for k, v in enumerate(values):
                 writer.writerow((format_utc(result.start_s + k * per * result.step_s), f"{v:.3f}"))
+        if fleet_parquet.available():
+            path = out_dir / f"{name}.parquet"
+            paths[f"{name}_parquet"] = fleet_parquet.write_load(
+                path, result.start_s, per * result.step_s, values
+            )
     paths["report"] = write_report(out_dir / "sim_report.html", sessions, result)
     return paths
+
+
+def _session_columns(sessions: Sessions, result: FleetResult, rows: np.ndarray) -> dict[str, Any]:
+    """The per-session outputs, one list or array per SESSION_FIELDS column (times in epoch seconds)."""
+    o = result.outcome
+    return {
+        "session_id": [sessions.session_id[i] for i in rows],
+        "station_id": [sessions.station_id[i] for i in rows],
+        "vehicle": [sessions.vehicle[i] for i in rows],
+        "chemistry": [sessions.chemistry[i] for i in rows],
+        "connection_time": np.asarray(sessions.connection_s, dtype=np.float64)[rows],
+        "disconnect_time": np.asarray(sessions.disconnect_s, dtype=np.float64)[rows],
+        "soh": np.round(np.asarray(sessions.soh, dtype=np.float64)[rows], 3),
+        "soc_start": np.round(o.soc_start[rows], 4),
+        "soc_end": np.round(o.soc_end[rows], 4),
+        "kwh_delivered": np.round(o.delivered_kwh[rows], 3),
+        "charge_minutes": np.round(o.charge_minutes[rows]),
+        "peak_cell_temp_c": np.round(o.peak_cell_temp_c[rows], 1),
+        "capacity_loss_ppm": np.round(o.capacity_loss[rows] * 1e6, 2),
+        "reached_target": o.reached_target[rows].astype(bool),
+        "plan_source": [o.plan_source[i] or "cc_cv" for i in rows],
+    }
+
+
+_FORMATS = {
+    "soh": "{:.3f}",
+    "soc_start": "{:.4f}",
+    "soc_end": "{:.4f}",
+    "kwh_delivered": "{:.3f}",
+    "charge_minutes": "{:.0f}",
+    "peak_cell_temp_c": "{:.1f}",
+    "capacity_loss_ppm": "{:.2f}",
+}
+
+
+def _csv_text(name: str, values: Any) -> list[str]:
+    if name.endswith("_time"):
+        return [format_utc(float(v)) for v in values]
+    if name == "reached_target":
+        return [str(int(v)) for v in values]
+    fmt = _FORMATS.get(name)
+    return [fmt.format(float(v)) if fmt else str(v) for v in values]
 
 
 def _steps_done(sessions: Sessions, result: FleetResult) -> int:

@@ -105,3 +105,29 @@ def test_a_cap_too_small_for_everyone_is_still_obeyed() -> None:
     _, capped = _depot(40.0, days=2)
     assert capped.site_load_kw.max() <= 40.0 + 1e-6
     assert capped.outcome.reached_target.mean() < 1.0  # not everyone can finish on 40 kW: honest misses
+
+
+def test_parquet_outputs_hold_the_same_rows_as_the_csvs(tmp_path: Path) -> None:
+    import csv
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    sessions, result = _run(stations=4, days=2)
+    paths = write_outputs(tmp_path, sessions, result)
+    table = pq.read_table(paths["sessions_parquet"])
+    with paths["sessions"].open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert table.column_names == list(rows[0])
+    assert table.num_rows == len(rows) > 5
+    time_type = table.schema.field("connection_time").type  # Parquet stores seconds as milliseconds
+    assert pa.types.is_timestamp(time_type) and time_type.tz == "UTC"
+    first = table.slice(0, 1).to_pylist()[0]
+    assert first["session_id"] == rows[0]["session_id"]
+    assert first["connection_time"].strftime("%Y-%m-%dT%H:%M:%SZ") == rows[0]["connection_time"]
+    assert first["kwh_delivered"] == pytest.approx(float(rows[0]["kwh_delivered"]))
+    assert first["reached_target"] is bool(int(rows[0]["reached_target"]))
+    load = pq.read_table(paths["site_load_15min_parquet"])
+    with paths["site_load_15min"].open() as handle:
+        csv_load = [float(r["load_kw"]) for r in csv.DictReader(handle)]
+    assert load.column("load_kw").to_pylist() == pytest.approx(csv_load, abs=1e-3)
