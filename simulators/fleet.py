@@ -19,7 +19,6 @@ mode: that is `--mode wire` (`simulators.fleet_wire`).
 
 from __future__ import annotations
 
-import copy
 import math
 from collections import Counter
 from collections.abc import Callable
@@ -27,23 +26,19 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from policy.aging import step_loss
 from policy.allocation import allocate
-from policy.charge_sim import CV_GAIN_A_PER_V_AH, CV_MARGIN_V, N_STAGES, default_limits, thermal_fraction
-from policy.envelope import EnvelopeLimits
+from policy.charge_sim import N_STAGES, default_limits
 from policy.physics import FloatArray, PackBatch
-from policy.physics_params import CellParams, Chemistry, cell_params
+from policy.physics_params import Chemistry, cell_params
 from policy.plan import CurvePolicy, PlanRequest
+from policy.price_plan import PriceLadder, Tariff
 from simulators.arrivals import Sessions
+from simulators.fleet_group import LIMIT_NAMES, REF_AH, SITE_CAP, STEP_S, SessionGroup
 
-STEP_S = 60.0
 _DAY_S = 86_400.0
 SERIES_CELLS: dict[str, int] = {"nmc": 96, "lfp": 108}  # ~350 V packs, the common 400 V class
-_LIMIT_NAMES = ("station_power", "vehicle_power", "bms_cv", "thermal_derate", "curve", "site_cap")
 _Want = tuple[np.ndarray, FloatArray, np.ndarray]  # (active rows, wanted current, binding limit index)
-_SITE_CAP = _LIMIT_NAMES.index("site_cap")  # set by the site load management, not a stacked limit
 _CAP_CHECK_MARGIN = 0.1  # within 10 % of the cap a step is tried first (a step's voltage rise is < 10 %)
-_REF_AH = 100.0
 
 
 @dataclass(frozen=True)
@@ -58,6 +53,7 @@ class SessionOutcome:
     capacity_loss: FloatArray  # fraction of nominal capacity lost in this charge
     reached_target: np.ndarray
     plan_source: list[str]
+    energy_cost: FloatArray  # under the site's tariff (NaN without one)
 
 
 @dataclass
@@ -92,9 +88,15 @@ class FleetSimulator:
         policy: CurvePolicy | None,
         preference: str = "balanced",
         grid_cap_kw: float | None = None,
+        tariff: Tariff | None = None,
+        price_aware: bool = False,
     ) -> None:
         """`grid_cap_kw`: the site's connection limit, shared among the charging sessions every step
-        (`policy.allocation`); None = no site limit (each station alone)."""
+        (`policy.allocation`); None = no site limit (each station alone). `tariff`: energy prices, for
+        each session's cost; `price_aware`: charge in the cheapest hours before departure
+        (`policy.price_plan`; needs the tariff)."""
+        if price_aware and tariff is None:
+            raise ValueError("price-aware charging needs a tariff")
         # Replayed sessions stop at their logged energy (at the terminals); generated ones at their SoC.
         self.energy_cap_kwh = np.where(np.isfinite(sessions.soc_arrival), np.inf, sessions.energy_kwh)
         self.sessions = sessions = _with_generic_vehicles(sessions)
@@ -104,6 +106,7 @@ class FleetSimulator:
         self.policy = policy
         self.preference = preference
         self.grid_cap_kw = grid_cap_kw
+        self.tariff, self.price_aware = tariff, price_aware
         self.limits = default_limits()
         n = len(sessions)
         self.result = FleetResult(
@@ -120,6 +123,7 @@ class FleetSimulator:
                 np.zeros(n),
                 np.zeros(n, dtype=bool),
                 [""] * n,
+                np.zeros(n) if tariff is not None else np.full(n, np.nan),
             ),
         )
         day = np.floor((sessions.connection_s - start_s) / _DAY_S).astype(np.int64)
@@ -171,7 +175,10 @@ class FleetSimulator:
         last_plug_in = max(float(g.conn.max()) for g in groups)
         for step in range(first, last):
             t = self.start_s + step * STEP_S
-            wants = [g.want(t) for g in groups]
+            share_kw = np.inf
+            if self.grid_cap_kw is not None and self.price_aware:  # the price plan expects its cap share
+                share_kw = self._room_kw(step) / max(1, sum(int(g.plugged(t).sum()) for g in groups))
+            wants = [g.want(t, step, share_kw) for g in groups]
             if not any(active.any() for active, _, _ in wants):
                 if t > last_plug_in:
                     break
@@ -181,18 +188,21 @@ class FleetSimulator:
             for g, (active, current, which) in zip(groups, wants, strict=True):
                 if not active.any():
                     continue  # a group waiting for its first car (or done) stays as it is
-                res.binding.update(_LIMIT_NAMES[k] for k in which[active])
-                res.site_load_kw[step] += g.advance(active, current)
+                res.binding.update(LIMIT_NAMES[k] for k in which[active])
+                price = float(self.tariff.price(t)) if self.tariff is not None else None
+                res.site_load_kw[step] += g.advance(active, current, price)
                 res.evse_steps += int(active.sum())
         for g in groups:
             self._store(g.rows, g.pack, g.scale, (g.minutes, g.loss, g.peak), g.target, g.cap_kwh)
+            if self.tariff is not None:
+                res.outcome.energy_cost[g.rows] = g.cost
 
     def _room_kw(self, step: int) -> float:
         """The cap minus what sessions of earlier chunks already draw in this step (they keep it)."""
         assert self.grid_cap_kw is not None
         return float(self.grid_cap_kw - self.result.site_load_kw[step])
 
-    def _share_cap(self, step: int, t: float, groups: list[_Group], wants: list[_Want]) -> bool:
+    def _share_cap(self, step: int, t: float, groups: list[SessionGroup], wants: list[_Want]) -> bool:
         """Site load management: cut the wanted currents to `policy.allocation.allocate`'s grants (made
         on the power each would draw at its present voltage); True when the site is within
         `_CAP_CHECK_MARGIN` of its cap, where the voltage rise during the step could carry it over."""
@@ -210,11 +220,11 @@ class FleetSimulator:
             cut = grant[part] < want_w[part] * (1.0 - 1e-9)
             ratio = np.divide(grant[part], want_w[part], where=cut, out=np.ones(g.rows.size))
             np.multiply(current, ratio, out=current)  # in place: the caller steps with it
-            which[cut & active] = _SITE_CAP
+            which[cut & active] = SITE_CAP
             offset += g.rows.size
         return True
 
-    def _hold_under_cap(self, step: int, groups: list[_Group], wants: list[_Want]) -> None:
+    def _hold_under_cap(self, step: int, groups: list[SessionGroup], wants: list[_Want]) -> None:
         """The grants were made at the present voltage; the current raises it (I·R, the RC branches, the
         OCV over the step). Try the step on copies and scale every current by room / realised power when
         it would overshoot: P(kI) = kI·V(kI) ≤ k·P(I) for k ≤ 1, so the real step stays under the cap."""
@@ -226,25 +236,28 @@ class FleetSimulator:
         for _, current, _ in wants:
             np.multiply(current, k, out=current)
 
-    def _group(self, chemistry: Chemistry, rows: np.ndarray) -> _Group:
+    def _group(self, chemistry: Chemistry, rows: np.ndarray) -> SessionGroup:
         """One chemistry's sessions of one chunk. Every pack is simulated as `series` cells of a 100 Ah
         reference cell carrying the same C-rate: the surrogate's parameters scale per Ah (R ∝ 1/Q, mass
         and cooling ∝ Q), so C-rates, voltages, temperatures and aging are those of the real size, and
         currents and energies scale by Q_real / Q_ref."""
         s, res = self.sessions, self.result
         series = SERIES_CELLS[chemistry]
-        cell = cell_params(chemistry, _REF_AH)
+        cell = cell_params(chemistry, REF_AH)
         nominal_v = series * cell.nominal_cell_voltage_v
-        scale = np.asarray(s.capacity_kwh[rows], dtype=np.float64) * 1000.0 / nominal_v / _REF_AH
+        scale = np.asarray(s.capacity_kwh[rows], dtype=np.float64) * 1000.0 / nominal_v / REF_AH
         soc0 = np.asarray(s.soc_arrival[rows], dtype=np.float64)
         soh = np.asarray(s.soh[rows], dtype=np.float64)
         ambient = np.asarray(s.ambient_c[rows], dtype=np.float64)
         target = np.minimum(soc0 + s.energy_kwh[rows] / (s.capacity_kwh[rows] * soh), 1.0)
-        vehicle_c = _vehicle_max_kw(s, rows) * 1000.0 / nominal_v / (scale * _REF_AH)
-        station_c = self.station_power_kw * 1000.0 / nominal_v / (scale * _REF_AH)
+        vehicle_c = _vehicle_max_kw(s, rows) * 1000.0 / nominal_v / (scale * REF_AH)
+        station_c = self.station_power_kw * 1000.0 / nominal_v / (scale * REF_AH)
         max_c = np.clip(np.minimum(vehicle_c, station_c), 0.3, 4.0)
         conn, disc = s.connection_s[rows], s.disconnect_s[rows]
-        return _Group(
+        first = int(max(0, math.floor((conn.min() - self.start_s) / STEP_S)))
+        last = int(min(res.site_load_kw.size, math.ceil((disc.max() - self.start_s) / STEP_S)))
+        max_kw = np.minimum(_vehicle_max_kw(s, rows), self.station_power_kw)
+        return SessionGroup(
             rows=rows,
             cell=cell,
             pack=PackBatch(cell, series, soc0, soh, ambient, ambient, max_substep_s=STEP_S),
@@ -261,10 +274,19 @@ class FleetSimulator:
             disc=disc,
             cap_kwh=self.energy_cap_kwh[rows],
             capacity_wh=np.asarray(s.capacity_kwh[rows], dtype=np.float64) * soh * 1000.0,
-            first=int(max(0, math.floor((conn.min() - self.start_s) / STEP_S))),
-            last=int(min(res.site_load_kw.size, math.ceil((disc.max() - self.start_s) / STEP_S))),
+            first=first,
+            last=last,
             limits=self.limits,
+            max_kw=max_kw,
+            prices=self._price_ladder(first, last) if self.price_aware else None,
+            disc_step=np.ceil((disc - self.start_s) / STEP_S).astype(np.int64) - first,
         )
+
+    def _price_ladder(self, first: int, last: int) -> PriceLadder:
+        """The tariff over the chunk's steps [first, last), for the price-aware plan."""
+        assert self.tariff is not None
+        times = self.start_s + STEP_S * np.arange(first, last, dtype=np.float64)
+        return PriceLadder(self.tariff.price(times))
 
     def _store(
         self,
@@ -285,97 +307,6 @@ class FleetSimulator:
         out.reached_target[rows] = (pack.soc >= target - 1e-3) | (
             pack.energy_in_kwh * scale >= cap_kwh - 1e-6
         )
-
-
-@dataclass
-class _Group:
-    """One chemistry's rows of one chunk, stepped by `FleetSimulator._simulate_chunk`."""
-
-    rows: np.ndarray
-    cell: CellParams
-    pack: PackBatch
-    scale: FloatArray  # real pack Ah / reference Ah
-    nominal_v: float
-    soc0: FloatArray
-    soh: FloatArray
-    target: FloatArray
-    station_c: FloatArray
-    vehicle_c: FloatArray
-    max_c: FloatArray
-    rates: FloatArray  # (N, K) planned C-rates
-    conn: FloatArray
-    disc: FloatArray
-    cap_kwh: FloatArray
-    capacity_wh: FloatArray  # usable now (capacity x SoH)
-    first: int
-    last: int
-    limits: EnvelopeLimits
-    previous_a: FloatArray = field(init=False)
-    minutes: FloatArray = field(init=False)
-    loss: FloatArray = field(init=False)
-    peak: FloatArray = field(init=False)
-
-    def __post_init__(self) -> None:
-        n = self.rows.size
-        self.previous_a, self.minutes, self.loss = np.zeros(n), np.zeros(n), np.zeros(n)
-        self.peak = np.full(n, -np.inf)
-
-    def want(self, t: float) -> tuple[np.ndarray, FloatArray, np.ndarray]:
-        """(active rows, the current each would draw on its own (reference-cell A), binding limit index)."""
-        pack, q = self.pack, _REF_AH
-        active = (self.conn <= t) & (t < self.disc) & (pack.soc < self.target - 1e-4)
-        active &= pack.energy_in_kwh * self.scale < self.cap_kwh
-        v_ratio = self.nominal_v / np.maximum(pack.pack_voltage_v, 1.0)  # power limits: I = P / V
-        span = np.maximum(self.target - self.soc0, 1e-9)
-        stage = np.clip(((pack.soc - self.soc0) / span * N_STAGES).astype(np.int64), 0, N_STAGES - 1)
-        limits = np.stack(
-            [
-                self.station_c * q * v_ratio,
-                self.vehicle_c * q * v_ratio,
-                np.maximum(self.previous_a, 0.0)
-                + CV_GAIN_A_PER_V_AH
-                * q
-                * (self.cell.max_cell_voltage_v - CV_MARGIN_V - pack.cell_voltage_max_v),
-                thermal_fraction(pack.cell_temp_min_c, pack.cell_temp_max_c, self.limits) * self.max_c * q,
-                self.rates[np.arange(self.rows.size), stage] * q,
-            ]
-        )
-        which = np.argmin(limits, axis=0)
-        current = np.where(active, np.maximum(limits[which, np.arange(self.rows.size)], 0.0), 0.0)
-        return active, current, which
-
-    def power_w(self, active: np.ndarray, current: FloatArray) -> FloatArray:
-        """The real pack's draw for `current` (reference-cell A) at its present voltage."""
-        return np.where(active, current * self.pack.pack_voltage_v * self.scale, 0.0)
-
-    def need_wh(self) -> FloatArray:
-        """Energy still wanted: to the target SoC, or to a replayed session's logged energy."""
-        to_target = np.maximum(self.target - self.pack.soc, 0.0) * self.capacity_wh
-        return np.minimum(
-            to_target, np.maximum(self.cap_kwh - self.pack.energy_in_kwh * self.scale, 0.0) * 1e3
-        )
-
-    def trial_kw(self, active: np.ndarray, current: FloatArray) -> float:
-        """The mean power one step at `current` would draw, without taking it (on a copy of the packs)."""
-        if not active.any():
-            return 0.0
-        pack = copy.deepcopy(self.pack)
-        before_kwh = pack.energy_in_kwh.copy()
-        pack.step(current, STEP_S)
-        return float(np.sum((pack.energy_in_kwh - before_kwh) * self.scale)) * 3600.0 / STEP_S
-
-    def advance(self, active: np.ndarray, current: FloatArray) -> float:
-        """One step at `current`; returns the group's mean power over it (kW)."""
-        pack = self.pack
-        self.loss += np.where(
-            active, step_loss(self.cell, current, pack.soc, pack.cell_temp_c, self.soh, STEP_S).total, 0.0
-        )
-        before_kwh = pack.energy_in_kwh.copy()
-        pack.step(current, STEP_S)
-        self.previous_a = pack.current_a
-        self.minutes += np.where(active & (current > 0), STEP_S / 60.0, 0.0)
-        self.peak = np.where(active, np.maximum(self.peak, pack.cell_temp_max_c), self.peak)
-        return float(np.sum((pack.energy_in_kwh - before_kwh) * self.scale)) * 3600.0 / STEP_S
 
 
 # Replayed sessions (SESSIONS.csv) carry no vehicle: a generic NMC pack, new, at 15 °C, large enough that

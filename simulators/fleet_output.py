@@ -32,6 +32,7 @@ SESSION_FIELDS = (
     "capacity_loss_ppm",
     "reached_target",
     "plan_source",
+    "energy_cost",
 )
 
 
@@ -44,6 +45,9 @@ def summary(sessions: Sessions, result: FleetResult) -> dict[str, float]:
         "energy_kwh": float(o.delivered_kwh[done].sum()),
         "peak_site_kw": float(result.site_load_kw.max(initial=0.0)),
         **({} if result.grid_cap_kw is None else {"grid_cap_kw": result.grid_cap_kw}),
+        **(
+            {"energy_cost": float(np.nansum(o.energy_cost[done]))} if np.isfinite(o.energy_cost).any() else {}
+        ),
         "reached_target_share": float(o.reached_target[done].mean()) if done.any() else 0.0,
         "mean_charge_minutes": float(o.charge_minutes[charged].mean()) if charged.any() else 0.0,
         "mean_capacity_loss_ppm": float(o.capacity_loss[charged].mean() * 1e6) if charged.any() else 0.0,
@@ -112,6 +116,7 @@ def _session_columns(sessions: Sessions, result: FleetResult, rows: np.ndarray) 
         "capacity_loss_ppm": np.round(o.capacity_loss[rows] * 1e6, 2),
         "reached_target": o.reached_target[rows].astype(bool),
         "plan_source": [o.plan_source[i] or "cc_cv" for i in rows],
+        "energy_cost": np.round(o.energy_cost[rows], 4),  # NaN (empty in the CSV) without a tariff
     }
 
 
@@ -131,6 +136,8 @@ def _csv_text(name: str, values: Any) -> list[str]:
         return [format_utc(float(v)) for v in values]
     if name == "reached_target":
         return [str(int(v)) for v in values]
+    if name == "energy_cost":
+        return ["" if not np.isfinite(v) else f"{float(v):.4f}" for v in values]
     fmt = _FORMATS.get(name)
     return [fmt.format(float(v)) if fmt else str(v) for v in values]
 

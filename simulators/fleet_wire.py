@@ -40,12 +40,12 @@ from simulators.csms import EmbeddedCsms, Received
 from simulators.ev import SimulatedEv, can_link_factory
 from simulators.fleet import (
     SERIES_CELLS,
-    STEP_S,
     FleetResult,
     SessionOutcome,
     _vehicle_max_kw,
     _with_generic_vehicles,
 )
+from simulators.fleet_group import STEP_S
 from simulators.fleet_wire_ocpp import delivered_kwh, station_max_profile
 from simulators.pack import PackSpec
 from station.agent import StationAgent
@@ -137,7 +137,7 @@ class WireFleet:
         soc0 = np.asarray(s.soc_arrival, dtype=np.float64)
         outcome = SessionOutcome(
             np.zeros(n), soc0.copy(), soc0.copy(), np.zeros(n), np.full(n, np.nan), np.zeros(n),
-            np.zeros(n, dtype=bool), [""] * n,
+            np.zeros(n, dtype=bool), [""] * n, np.full(n, np.nan),
         )  # fmt: skip
         self.result = WireResult(
             FleetResult(start_s, STEP_S, np.zeros(int(days * _DAY_S / STEP_S)), None, outcome),

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from chargeagent.config import _first_error
 from chargeagent.errors import ConfigError
+from policy.price_plan import Tariff
 
 SiteKind = Literal["workplace", "highway_hub", "depot"]
 Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
@@ -161,6 +162,31 @@ class VehicleModel(_Model):
     max_charge_power_kw: Annotated[float, Field(gt=0.0, le=1000.0)]
 
 
+class TariffSection(_Model):
+    """Energy prices (per kWh, the operator's currency): 24 UTC hourly prices, or two levels."""
+
+    hourly: Annotated[list[Annotated[float, Field(ge=0.0)]], Field(min_length=24, max_length=24)] | None = (
+        None
+    )
+    peak: Annotated[float, Field(ge=0.0)] | None = None
+    off_peak: Annotated[float, Field(ge=0.0)] | None = None
+    peak_hours: tuple[Annotated[int, Field(ge=0, le=24)], Annotated[int, Field(ge=0, le=24)]] = (7, 22)
+
+    @model_validator(mode="after")
+    def _one_form(self) -> TariffSection:
+        two_level = self.peak is not None and self.off_peak is not None
+        if (self.hourly is not None) == two_level:
+            raise ValueError("hourly: give either 24 hourly prices or peak + off_peak")
+        return self
+
+    def tariff(self) -> Tariff:
+        if self.hourly is not None:
+            return Tariff(tuple(self.hourly))
+        return Tariff.two_level(
+            self.peak or 0.0, self.off_peak or 0.0, self.peak_hours
+        )  # both set: validated
+
+
 class SiteConfig(_Model):
     site: SiteSection
     arrivals: ArrivalSection
@@ -169,6 +195,7 @@ class SiteConfig(_Model):
     soh: SohSection = SohSection()
     ambient: AmbientSection = AmbientSection()
     vehicles: Annotated[list[VehicleModel], Field(min_length=1)]
+    tariff: TariffSection | None = None  # energy prices: session costs, and --price-aware charging
 
     def hourly_profiles(self) -> tuple[list[float], list[float]]:
         """(weekday, weekend) relative arrival rate per hour, normalised to sum to 1 (all-zero stays 0)."""

@@ -34,6 +34,9 @@ def simulate(
     grid_cap_kw: Annotated[
         float | None, typer.Option(help="Site grid connection limit, kW (default: the site file's; none).")
     ] = None,
+    price_aware: Annotated[
+        bool, typer.Option(help="Charge in the cheapest hours before departure (the site file's [tariff]).")
+    ] = False,
 ) -> None:
     """Simulate a site: sessions, site load at 1/15 min, sim_report.html (wire mode: + ocpp_log.jsonl)."""
     from policy.forecast_io import InputFileError, parse_utc  # noqa: PLC0415
@@ -58,6 +61,9 @@ def simulate(
     except (ChargeAgentError, InputFileError, ValueError) as exc:
         _fail(str(exc))
     cap_kw = _grid_cap(grid_cap_kw if grid_cap_kw is not None else config.site.grid_cap_kw, mode)
+    tariff = config.tariff.tariff() if config.tariff is not None else None
+    if price_aware and (tariff is None or mode == "wire"):
+        _fail("--price-aware needs a [tariff] in the site file, and --mode fast")
     if mode == "wire":
         _simulate_wire(evs, start_s, days, power_kw, policy == "model", out, config.site.name)
         return
@@ -68,6 +74,8 @@ def simulate(
         station_power_kw=power_kw,
         policy=CurvePolicy() if policy == "model" else None,
         grid_cap_kw=cap_kw,
+        tariff=tariff,
+        price_aware=price_aware,
     )
     n_stations = stations or config.site.stations
     began = time.perf_counter()

@@ -131,3 +131,42 @@ def test_parquet_outputs_hold_the_same_rows_as_the_csvs(tmp_path: Path) -> None:
     with paths["site_load_15min"].open() as handle:
         csv_load = [float(r["load_kw"]) for r in csv.DictReader(handle)]
     assert load.column("load_kw").to_pylist() == pytest.approx(csv_load, abs=1e-3)
+
+
+def _depot_priced(price_aware: bool, cap_kw: float | None = None):  # type: ignore[no-untyped-def]
+    assert DEPOT.tariff is not None
+    sessions = generate_sessions(DEPOT, START_S, 3, stations=20, seed=7)
+    return FleetSimulator(
+        sessions,
+        start_s=START_S,
+        days=3,
+        station_power_kw=50.0,
+        policy=None,
+        grid_cap_kw=cap_kw,
+        tariff=DEPOT.tariff.tariff(),
+        price_aware=price_aware,
+    ).run()
+
+
+def test_price_aware_charging_costs_less_and_still_meets_the_departures() -> None:
+    on_arrival, priced = _depot_priced(False), _depot_priced(True)
+    cost = np.nansum(priced.outcome.energy_cost)
+    assert cost < 0.7 * np.nansum(on_arrival.outcome.energy_cost)  # the depot's nights are off-peak
+    assert priced.outcome.reached_target.mean() >= on_arrival.outcome.reached_target.mean()
+    assert priced.outcome.delivered_kwh.sum() == pytest.approx(
+        on_arrival.outcome.delivered_kwh.sum(), rel=0.01
+    )
+    assert priced.binding["price_plan"] > 0
+    # Under a site cap as well: the cap holds, the price plan still saves, the deadlines barely move.
+    capped = _depot_priced(True, cap_kw=300.0)
+    assert capped.site_load_kw.max() <= 300.0 + 1e-6
+    assert np.nansum(capped.outcome.energy_cost) < 0.8 * np.nansum(on_arrival.outcome.energy_cost)
+    assert capped.outcome.reached_target.mean() >= on_arrival.outcome.reached_target.mean() - 0.03
+
+
+def test_price_aware_needs_a_tariff() -> None:
+    sessions = generate_sessions(DEPOT, START_S, 1, stations=2, seed=7)
+    with pytest.raises(ValueError, match="needs a tariff"):
+        FleetSimulator(
+            sessions, start_s=START_S, days=1, station_power_kw=50.0, policy=None, price_aware=True
+        )

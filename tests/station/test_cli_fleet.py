@@ -95,3 +95,18 @@ def test_simulate_with_a_grid_cap_keeps_the_site_under_it_and_reports_it(tmp_pat
     assert bad.returncode == 2 and "--grid-cap-kw must be > 0" in bad.stderr
     wire = run_cli("simulate", "--mode", "wire", "--grid-cap-kw", "50", "--out", str(tmp_path / "o"))
     assert wire.returncode == 2 and "--mode fast only" in wire.stderr
+
+
+def test_simulate_price_aware_reports_the_cost_and_needs_a_tariff(tmp_path: Path) -> None:
+    out = tmp_path / "priced"
+    result = run_cli(
+        "simulate", "--site", "config/sites/depot.toml", "--stations", "6", "--days", "1",
+        "--policy", "cc-cv", "--price-aware", "--out", str(out),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "energy_cost" in result.stdout
+    with (out / "sessions.csv").open() as handle:
+        costs = [float(row["energy_cost"]) for row in csv.DictReader(handle)]
+    assert costs and all(c >= 0.0 for c in costs)
+    no_tariff = run_cli("simulate", "--price-aware", "--out", str(tmp_path / "o"))  # workplace: no [tariff]
+    assert no_tariff.returncode == 2 and "--price-aware needs a [tariff]" in no_tariff.stderr

@@ -1,0 +1,74 @@
+"""Price-aware charging: the slot-by-slot rule buys the cheapest energy and never gives up a deadline."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from policy.price_plan import PriceLadder, Tariff, must_charge, power_now
+
+SLOT_S = 900.0  # 15-min slots in these tests
+PRICES = st.lists(st.sampled_from([0.10, 0.15, 0.22, 0.35]), min_size=1, max_size=60)
+
+
+@settings(max_examples=200, deadline=None)
+@given(PRICES, st.data())
+def test_cheaper_after_counts_the_cheaper_slots_still_to_come(prices, data) -> None:
+    ladder = PriceLadder(np.asarray(prices))
+    k = data.draw(st.integers(0, len(prices) - 1))
+    ends = np.asarray(data.draw(st.lists(st.integers(0, len(prices)), min_size=1, max_size=5)))
+    expected = [sum(1 for j in range(k + 1, end) if prices[j] < prices[k]) for end in ends]
+    assert ladder.cheaper_after(k, ends).tolist() == expected
+
+
+def _run(prices: list[float], need_kwh: float, max_kw: float) -> tuple[float, float]:
+    """One session at constant power, slot by slot with `power_now` (no margin): (cost, energy in)."""
+    ladder = PriceLadder(np.asarray(prices))
+    end = np.asarray([len(prices)])
+    cost = delivered = 0.0
+    for k, price in enumerate(prices):
+        left = need_kwh - delivered
+        if left <= 1e-12:
+            break
+        kw = power_now(np.asarray([left]), np.asarray([max_kw]), ladder.cheaper_after(k, end), SLOT_S, 0.0)[0]
+        energy = min(kw * SLOT_S / 3600.0, left)
+        cost, delivered = cost + energy * price, delivered + energy
+    return cost, delivered
+
+
+@settings(max_examples=300, deadline=None)
+@given(PRICES, st.floats(0.1, 1.0), st.floats(1.0, 50.0))
+def test_slot_by_slot_equals_the_cheapest_schedule_and_meets_a_feasible_deadline(
+    prices, share, max_kw
+) -> None:
+    per_slot = max_kw * SLOT_S / 3600.0
+    need = share * per_slot * len(prices)  # feasible: at most every slot at full power
+    cost, delivered = _run(prices, need, max_kw)
+    assert delivered == pytest.approx(need)
+    # The optimum for linear prices and a per-slot cap: fill the cheapest slots.
+    optimum, left = 0.0, need
+    for price in sorted(prices):
+        take = min(per_slot, left)
+        optimum, left = optimum + take * price, left - take
+    assert cost == pytest.approx(optimum)
+    on_arrival = sum(min(per_slot, max(need - k * per_slot, 0.0)) * p for k, p in enumerate(prices))
+    assert cost <= on_arrival + 1e-9
+
+
+def test_must_charge_once_waiting_would_miss_the_departure() -> None:
+    # 40 kWh still needed at 50 kW: 48 min at full power; with the 0.8 guard it gives way at 60 min left.
+    need, rate = np.asarray([40.0, 40.0]), np.asarray([50.0, 50.0])
+    assert must_charge(need, np.asarray([3600.0, 3601.0]), rate).tolist() == [False, False]
+    assert must_charge(need, np.asarray([3599.0, 600.0]), rate).tolist() == [True, True]
+
+
+def test_two_level_tariff_wraps_midnight_and_rejects_bad_prices() -> None:
+    night = Tariff.two_level(peak=0.1, off_peak=0.3, peak_hours=(22, 6))
+    hours = np.arange(24) * 3600.0 + 1_780_272_000.0  # a UTC midnight
+    assert night.price(hours).tolist() == [0.1] * 6 + [0.3] * 16 + [0.1] * 2
+    with pytest.raises(ValueError, match="24 finite"):
+        Tariff((0.1,) * 23)
+    with pytest.raises(ValueError, match="24 finite"):
+        Tariff((float("nan"),) * 24)
