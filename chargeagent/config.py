@@ -181,6 +181,17 @@ class GridSettings(_Section):
         return self
 
 
+class ApiSettings(_Section):
+    """The local HTTP API, dashboard and Prometheus metrics (station/api.py; the [api] extra)."""
+
+    enabled: bool = False  # off on edge builds unless asked for
+    host: str = "127.0.0.1"  # loopback unless configured: the API changes what the charger does
+    port: Annotated[int, Field(ge=0, le=65535)] = 8080  # 0: any free port (tests)
+    # NAME of the env var holding the bearer token for state-changing requests; without one they are
+    # refused (403). There is no default token.
+    token_env: str | None = None
+
+
 class LogSettings(_Section):
     format: Literal["console", "json"] = "console"
     level: Literal["debug", "info", "warning", "error"] = "info"
@@ -204,6 +215,7 @@ class Settings(BaseSettings):
     policy: PolicySettings = PolicySettings()
     health: HealthSettings = HealthSettings()
     grid: GridSettings = GridSettings()
+    api: ApiSettings = ApiSettings()
     log: LogSettings = LogSettings()
 
     @classmethod

@@ -12,6 +12,7 @@ Sans-I/O: fed telemetry and a monotonic time, returns numbers; the agent logs th
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 
 import structlog
@@ -73,6 +74,7 @@ class CurveController:
         self.plan: Plan | None = None
         self.planned_at_s = -math.inf
         self.plans_made = 0
+        self.last_plan_s = 0.0  # how long the last plan took (s)
         self.derate = 1.0
 
     def _request(self, t: PackTelemetry) -> PlanRequest:
@@ -89,7 +91,9 @@ class CurveController:
         )
 
     def _replan(self, t: PackTelemetry, now_s: float, why: str) -> Plan:
+        began = time.perf_counter()  # wall time of the inference (the metrics' model latency), not sim time
         plan = self.policy.plan(self._request(t))
+        self.last_plan_s = time.perf_counter() - began
         self.plan, self.planned_at_s = plan, now_s
         self.plans_made += 1
         log.info(

@@ -33,6 +33,7 @@ from station.device_runtime import DeviceRuntime
 from station.device_store import FILE_NAME as DEVICE_STORE_FILE
 from station.grid_link import GridLink
 from station.health_recorder import StationHealth, notify_event
+from station.live import LiveState, local_api
 from station.ocpp_v201 import OcppChargePoint
 from station.outbox import Outbox
 from station.protocol.availability import apply_availability
@@ -108,6 +109,8 @@ class StationAgent:
         # Per-battery health history, also next to the outbox; without a data dir nothing is kept.
         self.health = StationHealth(settings.health, outbox_path.parent if outbox_path is not None else None)
         self.grid = GridLink(self.core, settings) if settings.grid.vtn_url else None  # OpenADR VEN
+        self.live = LiveState()  # the last step, the plan, counters: for the local API and metrics
+        self.api = local_api(self, settings.api)  # None unless [api] enabled
         self._event_id = int(clock.now().timestamp()) % 2**30  # NotifyEvent eventIds, unique across restarts
         # ConfigError now, not later; a BasicAuthPassword set by the CSMS replaces the configured one.
         self._connect = self.devices.connect_options(connect_options(self.station_id, settings.ocpp))
@@ -232,6 +235,8 @@ class StationAgent:
                         tg.create_task(self._reset_when_due(), name=f"{self.station_id}:reset")
                         if self.grid is not None:
                             tg.create_task(self.grid.run(), name=f"{self.station_id}:openadr")
+                        if self.api is not None:
+                            tg.create_task(self.api.run(), name=f"{self.station_id}:api")
                 except* _ResetDue:
                     self._restart()
         finally:
@@ -336,6 +341,7 @@ class StationAgent:
                 self.outbox.online = False
                 self._cp = None
                 self.core.went_offline(self.clock.monotonic())
+                self.live.disconnects += 1
 
     async def _boot(self, cp: OcppChargePoint) -> None:
         """B01-B03: BootNotification until Accepted, waiting the interval the CSMS gives."""
@@ -392,4 +398,5 @@ class StationAgent:
         return await self.authorizer.authorize(pending.id_token, cp.send if cp is not None else None)
 
     async def _charge_session(self, tx_id: str | None) -> SessionResult:
+        self.live.session_started()
         return await ChargingSession(self, tx_id).run()

@@ -172,21 +172,19 @@ class ChargingSession:
                     )
                 )
             self.agent.enqueue(self.agent.core.meter_update(EVSE_ID, self.agent.clock.now(), now_s))
+            record = StepRecord(
+                now_s,
+                telemetry.soc,
+                decision.current_a,
+                self.agent.core.limit_a(EVSE_ID, self.agent.clock.now(), max(telemetry.pack_voltage_v, 1.0)),
+                telemetry.pack_voltage_v,
+                telemetry.cell_temp_max_c,
+                decision.binding_constraint,
+                self.agent.energy_wh,
+            )
+            self.agent.live.step(record, self._controller)
             if self.agent.on_step is not None:
-                self.agent.on_step(
-                    StepRecord(
-                        now_s,
-                        telemetry.soc,
-                        decision.current_a,
-                        self.agent.core.limit_a(
-                            EVSE_ID, self.agent.clock.now(), max(telemetry.pack_voltage_v, 1.0)
-                        ),
-                        telemetry.pack_voltage_v,
-                        telemetry.cell_temp_max_c,
-                        decision.binding_constraint,
-                        self.agent.energy_wh,
-                    )
-                )
+                self.agent.on_step(record)
         return link.end_reason or StopReason.STOPPED_BY_EV
 
     def _csms_limit(self, telemetry: PackTelemetry) -> float | None:

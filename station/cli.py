@@ -291,6 +291,9 @@ def _register_command_modules() -> None:
     from station import cli_grid  # noqa: PLC0415
 
     cli_grid.register(app)
+    from station import cli_override  # noqa: PLC0415
+
+    cli_override.register(app)
     from station import cli_policy  # noqa: PLC0415
 
     cli_policy.register(app)

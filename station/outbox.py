@@ -86,6 +86,7 @@ class Outbox:
         self.max_messages = max_messages
         self.sent = 0
         self.dropped = 0
+        self.retried = 0  # CallErrors answered by a retry (metrics)
         self._db: sqlite3.Connection | None = None
         self._energy_wh = 0.0
         self._open: dict[str, dict[str, Any]] = {}
@@ -217,5 +218,6 @@ class Outbox:
                     )
                     return False
                 log.warning("outbox_retry", action=message.action, attempt=attempt, error=str(exc))
+                self.retried += 1
                 await self._clock.sleep(self.attempt_interval_s * attempt)
                 attempt += 1

@@ -36,8 +36,10 @@ def _no_bms() -> Any:
 async def running(csms: EmbeddedCsms, clock: LoopClock, **overrides: Any) -> AsyncIterator[StationAgent]:
     """A booted agent connected to `csms`; cancelled (as on SIGTERM) when the block ends."""
     ocpp = {"csms_url": csms.url, "reconnect_min_s": 1, "reconnect_random_s": 0, **overrides.pop("ocpp", {})}
-    settings = load_settings(overrides={"station": {"id": SID, **overrides.pop("station", {})}, "ocpp": ocpp})
-    outbox_path = default_outbox_path(settings) if overrides.pop("durable", False) else None
+    durable = overrides.pop("durable", False)
+    station = {"id": SID, **overrides.pop("station", {})}
+    settings = load_settings(overrides={"station": station, "ocpp": ocpp, **overrides})  # e.g. api={...}
+    outbox_path = default_outbox_path(settings) if durable else None
     agent = StationAgent(settings, clock=clock, bms_factory=_no_bms, outbox_path=outbox_path)
     task = asyncio.create_task(agent.run())
     try:
