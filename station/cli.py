@@ -7,6 +7,7 @@ import contextlib
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -56,16 +57,8 @@ def main(
 
 def _settings(overrides: dict[str, Any] | None = None, config: Path | None = None) -> Settings:
     """Load config or exit 2 with one line naming the bad key."""
-    log_overrides: dict[str, Any] = {}
-    if _state.log_format:
-        log_overrides["format"] = _state.log_format
-    if _state.log_level:
-        log_overrides["level"] = _state.log_level
-    merged = dict(overrides or {})
-    if log_overrides:
-        merged["log"] = log_overrides
     try:
-        settings = load_settings(config or _state.config, merged)
+        settings = load_settings(config or _state.config, _with_log_flags(overrides or {}))
     except ConfigError as exc:
         typer.echo(f"chargeagent: config error: {exc}", err=True)
         raise typer.Exit(2) from None
@@ -162,14 +155,42 @@ def station(
         if value is not None:
             overrides.setdefault(section, {})[key] = value
     settings = _settings(overrides, config)
+
+    def reload() -> Settings:  # SIGHUP: the same sources again (file, env, flags); ConfigError if bad
+        return load_settings(config or _state.config, _with_log_flags(overrides))
+
     try:
-        asyncio.run(_run_station(settings))
+        asyncio.run(_run_station(settings, reload))
     except ConfigError as exc:  # e.g. the password env var is missing: found when the agent is built
         typer.echo(f"chargeagent: config error: {exc}", err=True)
         raise typer.Exit(2) from None
 
 
-async def _run_station(settings: Settings) -> None:
+def _with_log_flags(overrides: dict[str, Any]) -> dict[str, Any]:
+    """`overrides` plus the global --log-format / --log-level flags (flags win over the file)."""
+    log_flags = {k: v for k, v in (("format", _state.log_format), ("level", _state.log_level)) if v}
+    return {**overrides, "log": log_flags} if log_flags else dict(overrides)
+
+
+def _on_sighup(settings: Settings, reload: Callable[[], Settings]) -> None:
+    """Reload what is safe to change while charging: the log format and level. Anything else that
+    changed is named in the log as needing a restart (a CSMS URL or a BMS interface must not switch
+    under a running session); a bad file keeps the running configuration."""
+    try:
+        new = reload()
+    except ConfigError as exc:
+        log.error("config_reload_failed", error=str(exc), reaction="keeping the running configuration")
+        return
+    configure_logging(new.log.format, new.log.level)
+    restart = sorted(
+        name
+        for name in type(new).model_fields
+        if name != "log" and getattr(new, name) != getattr(settings, name)
+    )
+    log.warning("config_reloaded", log_format=new.log.format, log_level=new.log.level, needs_restart=restart)
+
+
+async def _run_station(settings: Settings, reload: Callable[[], Settings] | None = None) -> None:
     from bms_link.gbt import GbtTiming  # noqa: PLC0415
     from simulators.ev import (  # noqa: PLC0415
         SimulatedEv,
@@ -197,6 +218,8 @@ async def _run_station(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    if reload is not None:
+        loop.add_signal_handler(signal.SIGHUP, _on_sighup, settings, reload)
 
     async def simulated_vehicles() -> None:
         """--bms sim: an EV is always waiting; after a session it leaves and a fresh one arrives."""
