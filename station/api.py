@@ -78,6 +78,7 @@ class ApiServer:
             self.ready.set()
             await asyncio.Event().wait()
         finally:
+            self.ready.clear()  # a Reset restarts the agent's tasks: the server binds again
             await runner.cleanup()
 
     # --- handlers ---------------------------------------------------------------------------------
