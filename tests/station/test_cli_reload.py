@@ -13,7 +13,6 @@ from test_cli import CLI, REPO  # same directory (pytest prepend import mode)
 
 from tests.conftest import _free_port
 
-
 PORT = _free_port()  # nothing listens there: the station keeps reconnecting (and logging it)
 
 
