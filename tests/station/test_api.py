@@ -9,6 +9,8 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,7 @@ from openapi_spec_validator import validate
 
 from chargeagent.clock import LoopClock
 from simulators.csms import EmbeddedCsms
+from station.agent import StationAgent
 from station.status import Status
 from tests.e2e.test_charging_session import Run, charge, pack
 from tests.station.test_device_model_e2e import SID, running
@@ -26,6 +29,16 @@ TOKEN = "test-token-0123456789abcdef"
 TOKEN_ENV = "CHARGEAGENT_TEST_API_TOKEN"
 MODEL_BINDINGS = {"model_curve", "thermal_trajectory"}
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@asynccontextmanager
+async def _agent_with_api(**api: Any) -> AsyncIterator[StationAgent]:
+    """An idle agent (real time) with its local API up on a free loopback port."""
+    clock = LoopClock()
+    settings = {"enabled": True, "port": 0, **api}
+    async with EmbeddedCsms(clock=clock) as csms, running(csms, clock, api=settings) as agent:
+        await asyncio.wait_for(agent.api.ready.wait(), 10)
+        yield agent
 
 
 async def _request(run_or_port: Any, method: str, path: str, **kwargs: Any) -> tuple[int, Any]:
@@ -114,12 +127,7 @@ SID_E2E = "CS-E2E"
 
 def test_without_a_token_state_changes_are_refused_and_reads_work() -> None:
     async def main() -> None:
-        clock = LoopClock()
-        async with (
-            EmbeddedCsms(clock=clock) as csms,
-            running(csms, clock, api={"enabled": True, "port": 0}) as agent,
-        ):
-            await asyncio.wait_for(agent.api.ready.wait(), 10)
+        async with _agent_with_api() as agent:
             assert agent.api.settings.host == "127.0.0.1"  # loopback unless configured
             code, body = await _request(agent.api.port, "POST", "/api/override", json={"paused": True})
             assert code == 403 and "no API token configured" in body["error"]
@@ -136,12 +144,7 @@ def test_without_a_token_state_changes_are_refused_and_reads_work() -> None:
 )
 def test_dashboard_renders_live_values_in_headless_chromium(tmp_path: Path) -> None:
     async def main() -> str:
-        clock = LoopClock()
-        async with (
-            EmbeddedCsms(clock=clock) as csms,
-            running(csms, clock, api={"enabled": True, "port": 0}) as agent,
-        ):
-            await asyncio.wait_for(agent.api.ready.wait(), 10)
+        async with _agent_with_api() as agent:
             url = f"http://127.0.0.1:{agent.api.port}/"
             shot = tmp_path / "dashboard.png"
             args = [
@@ -185,10 +188,7 @@ def test_override_cli_pauses_through_the_api_and_reports_refusals(monkeypatch: p
         return proc.returncode, out.decode(), err.decode()
 
     async def main() -> None:
-        clock = LoopClock()
-        api = {"enabled": True, "port": 0, "token_env": TOKEN_ENV}
-        async with EmbeddedCsms(clock=clock) as csms, running(csms, clock, api=api) as agent:
-            await asyncio.wait_for(agent.api.ready.wait(), 10)
+        async with _agent_with_api(token_env=TOKEN_ENV) as agent:
             port = agent.api.port
             code, out, _ = await cli(port, "--pause", "--max-current-a", "32")
             assert code == 0 and '"paused": true' in out
