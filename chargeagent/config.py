@@ -53,7 +53,8 @@ class StationSettings(_Section):
 
 class OcppSettings(_Section):
     csms_url: str = "ws://127.0.0.1:9000/ocpp"
-    protocol: Literal["ocpp2.0.1"] = "ocpp2.0.1"
+    # Offered as websocket subprotocols in this order; the CSMS picks one (OCPP-J part 4, 3.1.2).
+    versions: Annotated[list[Literal["ocpp2.0.1", "ocpp1.6"]], Field(min_length=1)] = ["ocpp2.0.1", "ocpp1.6"]
     response_timeout_s: PositiveS = 30.0
     heartbeat_interval_s: PositiveS = 300.0  # until the CSMS's BootNotification response says otherwise
     meter_interval_s: PositiveS = 60.0  # SampledDataCtrlr.TxUpdatedInterval
@@ -79,6 +80,13 @@ class OcppSettings(_Section):
         if not value.startswith(("ws://", "wss://")):
             raise ValueError("must start with ws:// or wss://")
         return value.rstrip("/")
+
+    @field_validator("versions")
+    @classmethod
+    def _distinct(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("each version once")
+        return value
 
     @model_validator(mode="after")
     def _security_profile_consistent(self) -> OcppSettings:

@@ -50,6 +50,8 @@ from simulators.csms_frames import (
     parse_frame,
     station_id_from_path,
 )
+from simulators.csms_v16 import SUBPROTOCOL as V16_SUBPROTOCOL
+from simulators.csms_v16 import StationSession16
 
 # Frame parsing and the journal record live in `simulators.csms_frames`, the per-connection handler
 # in `simulators.csms_connection`, the CALL helpers in `simulators.csms_calls`; the public names stay
@@ -73,8 +75,7 @@ log = structlog.get_logger(__name__)
 BOOT_STATUSES = frozenset({"Accepted", "Pending", "Rejected"})  # RegistrationStatusEnumType
 
 
-def _select_subprotocol(_: ServerConnection, offered: Sequence[str]) -> Subprotocol | None:
-    return Subprotocol(SUBPROTOCOL) if SUBPROTOCOL in offered else None
+SUPPORTED_VERSIONS = (SUBPROTOCOL, V16_SUBPROTOCOL)  # what the embedded CSMS can speak
 
 
 @dataclass
@@ -103,13 +104,20 @@ class EmbeddedCsms(CsmsCalls):
         on_received: Callable[[Received], None] | None = None,
         ssl_context: ssl.SSLContext | None = None,
         basic_auth: Mapping[str, str] | None = None,
+        versions: Sequence[str] = (SUBPROTOCOL,),
     ) -> None:
         """`boot_statuses` scripts the n-th BootNotification per station; the last one repeats.
+
+        `versions`: the OCPP subprotocols served, in the CSMS's order of preference (`ocpp2.0.1`,
+        `ocpp1.6`); of those a station offers, the first here wins.
 
         Security (OCPP 2.0.1 part 2 A00): `ssl_context` serves wss:// (profile 2; require client certificates
         in the context for profile 3); `basic_auth` maps station id → password and refuses other
         connections with HTTP 401 (profiles 1 and 2).
         """
+        if not versions or any(v not in SUPPORTED_VERSIONS for v in versions):
+            raise ConfigError(f"versions must be non-empty, from {list(SUPPORTED_VERSIONS)}")
+        self.versions = tuple(versions)
         unknown = [s for s in boot_statuses if s not in BOOT_STATUSES]
         if not boot_statuses or unknown:
             raise ConfigError(f"boot_statuses must be non-empty, from {sorted(BOOT_STATUSES)}")
@@ -132,6 +140,9 @@ class EmbeddedCsms(CsmsCalls):
         self._ssl = ssl_context
         self.basic_auth = dict(basic_auth) if basic_auth is not None else None  # may be changed live
 
+    def _select_subprotocol(self, _: ServerConnection, offered: Sequence[str]) -> Subprotocol | None:
+        return next((Subprotocol(v) for v in self.versions if v in offered), None)
+
     # -- lifecycle --
 
     async def start(self) -> None:
@@ -141,8 +152,8 @@ class EmbeddedCsms(CsmsCalls):
             self._serve_connection,
             self._host,
             self._port,
-            subprotocols=[Subprotocol(SUBPROTOCOL)],
-            select_subprotocol=_select_subprotocol,
+            subprotocols=[Subprotocol(v) for v in self.versions],
+            select_subprotocol=self._select_subprotocol,
             process_request=self._check_path,
             # Keep-alive is the station's job (OCPPCommCtrlr.WebSocketPingInterval); server pings
             # would also time out spuriously when a virtual-time loop jumps ahead.
@@ -229,12 +240,15 @@ class EmbeddedCsms(CsmsCalls):
         station_id = station_id_from_path(connection.request.path if connection.request else "")
         if station_id is None:  # _check_path already refused it
             return
-        if connection.subprotocol != SUBPROTOCOL:
+        if connection.subprotocol not in self.versions:
             # OCPP-J part 4 §3.3: complete the handshake without a subprotocol, then close at once.
-            log.warning("csms_rejected_connection", reason="no ocpp2.0.1 subprotocol", station_id=station_id)
-            await connection.close(CloseCode.PROTOCOL_ERROR, "subprotocol ocpp2.0.1 required")
+            log.warning("csms_rejected_connection", reason="no supported subprotocol", station_id=station_id)
+            await connection.close(
+                CloseCode.PROTOCOL_ERROR, f"subprotocol required: {', '.join(self.versions)}"
+            )
             return
-        session = StationSession(station_id, connection, self)
+        session_type = StationSession16 if connection.subprotocol == V16_SUBPROTOCOL else StationSession
+        session = session_type(station_id, connection, self)
         previous = self._sessions.get(station_id)
         self._sessions[station_id] = session
         if previous is not None:  # the newest connection of an identity wins

@@ -24,7 +24,7 @@ from websockets.exceptions import ConnectionClosed
 
 from chargeagent.clock import ocpp_timestamp
 from chargeagent.errors import ProtocolError
-from simulators.csms_frames import OCPP_VERSION, FrameError, parse_frame
+from simulators.csms_frames import FrameError, parse_frame
 
 if TYPE_CHECKING:
     from simulators.csms import EmbeddedCsms
@@ -118,7 +118,7 @@ class StationSession(ChargePoint):  # type: ignore[misc]  # ocpp ships no type h
     async def call_raw(self, action: str, payload: dict[str, Any], timeout_s: float) -> dict[str, Any]:
         request = Call(str(uuid.uuid4()), action, payload)
         try:
-            await validate_payload(request, OCPP_VERSION)
+            await validate_payload(request, self._ocpp_version)
         except OCPPError as error:
             cause = error.details.get("cause", error.description)
             raise ProtocolError(f"{action} request is not schema-valid: {cause}") from None
@@ -139,7 +139,7 @@ class StationSession(ChargePoint):  # type: ignore[misc]  # ocpp ships no type h
         if isinstance(reply, CallError):
             raise CsmsCallError(self.id, action, reply.error_code, reply.error_description)
         try:
-            await validate_payload(CallResult(reply.unique_id, reply.payload, action), OCPP_VERSION)
+            await validate_payload(CallResult(reply.unique_id, reply.payload, action), self._ocpp_version)
         except OCPPError as error:
             cause = error.details.get("cause", error.description)
             raise ProtocolError(f"{self.id}: invalid {action} response: {cause}") from None

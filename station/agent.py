@@ -34,11 +34,15 @@ from station.device_store import FILE_NAME as DEVICE_STORE_FILE
 from station.grid_link import GridLink
 from station.health_recorder import StationHealth, notify_event
 from station.live import LiveState, local_api
+from station.ocpp_v16 import OcppChargePoint16
 from station.ocpp_v201 import OcppChargePoint
 from station.outbox import Outbox
 from station.protocol.availability import apply_availability
 from station.protocol.device_types import Change
 from station.protocol.station import Outbound, PendingStart, StationCore, StationInfo
+from station.protocol.v16 import SUBPROTOCOL as V16_SUBPROTOCOL
+from station.protocol.v16 import MemoryTransactions
+from station.v16_store import SqliteTransactions
 
 log = structlog.get_logger(__name__)
 
@@ -110,6 +114,10 @@ class StationAgent:
         self.health = StationHealth(settings.health, outbox_path.parent if outbox_path is not None else None)
         self.grid = GridLink(self.core, settings) if settings.grid.vtn_url else None  # OpenADR VEN
         self.live = LiveState()  # the last step, the plan, counters: for the local API and metrics
+        # OCPP 1.6: the CSMS's integer transaction ids, persisted next to the outbox (used if 1.6 is chosen).
+        self._v16_transactions: SqliteTransactions | MemoryTransactions = (
+            SqliteTransactions(outbox_path.parent) if outbox_path is not None else MemoryTransactions()
+        )
         self.api = local_api(self, settings.api)  # None unless [api] enabled
         self._event_id = int(clock.now().timestamp()) % 2**30  # NotifyEvent eventIds, unique across restarts
         # ConfigError now, not later; a BasicAuthPassword set by the CSMS replaces the configured one.
@@ -245,6 +253,8 @@ class StationAgent:
             self.authorizer.close()
             self.audit.close()
             self.health.close()
+            if isinstance(self._v16_transactions, SqliteTransactions):
+                self._v16_transactions.close()
 
     def _end_interrupted_transactions(self) -> None:
         for last_event in self.outbox.open_transactions():
@@ -314,15 +324,18 @@ class StationAgent:
             self.log.warning("shutdown_timeout", queued=len(self.outbox))
 
     async def _session(self, ws: ClientConnection) -> None:
-        cp = OcppChargePoint(
-            self.station_id,
-            ws,
-            self.core,
-            self,
-            self.settings.ocpp.response_timeout_s,
-            self.clock.now,
-            device_model=self.devices.model,
-        )
+        ocpp = self.settings.ocpp
+        cp: OcppChargePoint | OcppChargePoint16
+        if ws.subprotocol == V16_SUBPROTOCOL:  # the CSMS chose 1.6: the same core, translated on the wire
+            cp = OcppChargePoint16(
+                self.station_id, ws, self.core, self, ocpp.response_timeout_s, self.clock.now,
+                transactions=self._v16_transactions,
+            )  # fmt: skip
+        else:
+            cp = OcppChargePoint(
+                self.station_id, ws, self.core, self, ocpp.response_timeout_s, self.clock.now,
+                device_model=self.devices.model,
+            )  # fmt: skip
         async with asyncio.TaskGroup() as tg:
             tg.create_task(cp.start(), name=f"{self.station_id}:ocpp-reader")
             if not self.core.accepted:  # B01: boot once per (re)boot, not per reconnect

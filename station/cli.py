@@ -120,7 +120,9 @@ def demo(
 def station(
     csms_url: Annotated[str | None, typer.Option(help="CSMS endpoint; the station id is appended.")] = None,
     station_id: Annotated[str | None, typer.Option(help="Charging station identity.")] = None,
-    protocol: Annotated[str, typer.Option(help="ocpp2.0.1 (ocpp1.6 arrives with issue #4)")] = "ocpp2.0.1",
+    ocpp_versions: Annotated[
+        str | None, typer.Option(help="Subprotocols to offer, in order: ocpp2.0.1,ocpp1.6 (the CSMS picks)")
+    ] = None,
     config: Annotated[Path | None, typer.Option(help="TOML config file.")] = None,
     bms: Annotated[str | None, typer.Option(help="sim | can | mqtt")] = None,
     mqtt_url: Annotated[str | None, typer.Option(help="BMS broker, mqtt://HOST:PORT or mqtts://")] = None,
@@ -134,11 +136,10 @@ def station(
     cert_file: Annotated[Path | None, typer.Option(help="station certificate chain (PEM, profile 3)")] = None,
     key_file: Annotated[Path | None, typer.Option(help="station private key (PEM, profile 3)")] = None,
 ) -> None:
-    """Run a charge point against any OCPP 2.0.1 CSMS (real time)."""
-    if protocol != "ocpp2.0.1":
-        typer.echo(f"chargeagent: --protocol {protocol} is not supported yet (only ocpp2.0.1)", err=True)
-        raise typer.Exit(2)
+    """Run a charge point against any OCPP 2.0.1 or 1.6J CSMS (real time)."""
     overrides: dict[str, Any] = {}
+    if ocpp_versions is not None:
+        overrides["ocpp"] = {"versions": [v.strip() for v in ocpp_versions.split(",") if v.strip()]}
     for section, key, value in (
         ("ocpp", "csms_url", csms_url),
         ("station", "id", station_id),
@@ -263,40 +264,52 @@ def csms(
     host: Annotated[str, typer.Option(help="Listen address.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Listen port.")] = 9000,
     auto_start: Annotated[
-        bool, typer.Option(help="Send RequestStartTransaction whenever a connector reports Occupied.")
+        bool, typer.Option(help="Start a transaction whenever a connector reports a plugged-in cable.")
     ] = False,
+    ocpp_versions: Annotated[
+        str, typer.Option(help="Subprotocols served, preferred first: ocpp2.0.1, ocpp1.6 or both")
+    ] = "ocpp2.0.1,ocpp1.6",
 ) -> None:
-    """Run the embedded OCPP 2.0.1 CSMS (for trying the station against; not a production CSMS)."""
+    """Run the embedded OCPP CSMS (2.0.1 and 1.6J; for trying stations against, not a production CSMS)."""
     _settings()
+    versions = tuple(v.strip() for v in ocpp_versions.split(",") if v.strip())
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve_csms(host, port, auto_start))
+        asyncio.run(_serve_csms(host, port, auto_start, versions))
 
 
-async def _serve_csms(host: str, port: int, auto_start: bool) -> None:
+async def _serve_csms(host: str, port: int, auto_start: bool, versions: tuple[str, ...]) -> None:
     from simulators.csms import EmbeddedCsms, Received, format_received  # noqa: PLC0415
 
     occupied: asyncio.Queue[Received] = asyncio.Queue()
 
     def on_received(item: Received) -> None:
         typer.echo(format_received(item))
-        if (
-            auto_start
-            and item.action == "StatusNotification"
-            and item.payload["connectorStatus"] == "Occupied"
-        ):
+        plugged = (
+            item.payload.get("connectorStatus") == "Occupied" or item.payload.get("status") == "Preparing"
+        )
+        if auto_start and item.action == "StatusNotification" and plugged:
             occupied.put_nowait(item)
 
-    async with EmbeddedCsms(host=host, port=port, on_received=on_received) as server:
-        typer.echo(f"CSMS listening on {server.url}/<station id> (subprotocol ocpp2.0.1)")
+    try:
+        server = EmbeddedCsms(host=host, port=port, on_received=on_received, versions=versions)
+    except ConfigError as exc:
+        typer.echo(f"chargeagent: --ocpp-versions: {exc}", err=True)
+        raise typer.Exit(2) from None
+    async with server:
+        typer.echo(f"CSMS listening on {server.url}/<station id> (subprotocols {', '.join(versions)})")
         while True:  # runs until Ctrl-C; starts are sent here, never from inside a handler
             item = await occupied.get()
             try:
-                status = await server.request_start_transaction(
-                    item.station_id, id_token=AUTO_START_ID_TOKEN, evse_id=item.payload["evseId"]
-                )
+                if "connectorStatus" in item.payload:  # OCPP 2.0.1
+                    status = await server.request_start_transaction(
+                        item.station_id, id_token=AUTO_START_ID_TOKEN, evse_id=item.payload["evseId"]
+                    )
+                else:  # OCPP 1.6
+                    start = {"idTag": AUTO_START_ID_TOKEN, "connectorId": item.payload["connectorId"]}
+                    status = (await server.call(item.station_id, "RemoteStartTransaction", start))["status"]
             except ChargeAgentError as exc:
                 status = f"failed: {exc}"
-            typer.echo(f"RequestStartTransaction to {item.station_id}: {status}")
+            typer.echo(f"remote start to {item.station_id}: {status}")
 
 
 def _register_command_modules() -> None:

@@ -25,7 +25,6 @@ from chargeagent.errors import ConfigError, ProtocolError
 
 log = structlog.get_logger(__name__)
 
-SUBPROTOCOL = "ocpp2.0.1"
 _CONNECTION_ERRORS = (OSError, TimeoutError, WebSocketException, ProtocolError)
 
 
@@ -126,7 +125,7 @@ async def connect_forever(
         try:
             async with connect(
                 url,
-                subprotocols=[SUBPROTOCOL],  # type: ignore[list-item]
+                subprotocols=list(settings.versions),  # type: ignore[arg-type]  # the CSMS picks one
                 open_timeout=settings.response_timeout_s,
                 # Liveness (OCPPCommCtrlr.WebSocketPingInterval): a CSMS that stops answering pings within
                 # the interval is treated as gone, and we reconnect instead of waiting on a dead TCP link.
@@ -137,11 +136,11 @@ async def connect_forever(
                 additional_headers=options.headers,
                 ssl=options.ssl_context,
             ) as ws:
-                if ws.subprotocol != SUBPROTOCOL:
+                if ws.subprotocol not in settings.versions:
                     raise ProtocolError(
-                        f"CSMS did not accept subprotocol {SUBPROTOCOL} (got {ws.subprotocol})"
+                        f"CSMS accepted none of the subprotocols {settings.versions} (got {ws.subprotocol})"
                     )
-                log.info("csms_connected", url=url)
+                log.info("csms_connected", url=url, ocpp_version=ws.subprotocol)
                 attempt = 0
                 try:
                     await on_connected(ws)

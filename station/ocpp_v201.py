@@ -65,7 +65,45 @@ class StationHooks(Protocol):
     def clear_auth_cache(self) -> bool: ...
 
 
-class OcppChargePoint(ChargePoint):  # type: ignore[misc]
+class RoutingMixin:
+    """Inbound routing shared by the 2.0.1 and 1.6 adapters (mixed into the library's ChargePoint)."""
+
+    _after: Callable[[], None] | None
+    _response_queue: Any
+    _handle_call: Callable[[Any], Any]
+    _send: Callable[[str], Any]
+
+    async def route_message(self, raw_msg: str | bytes) -> None:
+        """Like the library's, but a bad frame is one structured log line (not a traceback) and never fatal.
+
+        OCPP-J (part 4, 4.2.3): a CALL that fails validation is answered with a CallError; a frame that is not
+        even parseable cannot be answered reliably and is dropped.
+        """
+        try:
+            msg = unpack(raw_msg)
+        except OCPPError as exc:
+            log.warning(
+                "ocpp_bad_frame", error=type(exc).__name__, reason=str(exc)[:200], frame=str(raw_msg)[:120]
+            )
+            return
+        if msg.message_type_id != MessageType.Call:
+            self._response_queue.put_nowait(msg)
+            return
+        try:
+            await self._handle_call(msg)
+        except OCPPError as exc:
+            log.warning(
+                "ocpp_call_rejected", action=msg.action, error=exc.code, reason=str(exc.description)[:200]
+            )
+            await self._send(msg.create_call_error(exc).to_json())
+
+    def _run_after(self) -> None:
+        pending, self._after = self._after, None
+        if pending is not None:
+            pending()
+
+
+class OcppChargePoint(RoutingMixin, ChargePoint):  # type: ignore[misc]
     """The `ocpp` ChargePoint with our inbound handlers, all answered by `StationCore`."""
 
     def __init__(
@@ -102,35 +140,6 @@ class OcppChargePoint(ChargePoint):  # type: ignore[misc]
             {k: v for k, v in vars(result).items() if v is not None}
         )
         return response
-
-    async def route_message(self, raw_msg: str | bytes) -> None:
-        """Like the library's, but a bad frame is one structured log line (not a traceback) and never fatal.
-
-        OCPP-J (part 4, 4.2.3): a CALL that fails validation is answered with a CallError; a frame that is not
-        even parseable cannot be answered reliably and is dropped.
-        """
-        try:
-            msg = unpack(raw_msg)
-        except OCPPError as exc:
-            log.warning(
-                "ocpp_bad_frame", error=type(exc).__name__, reason=str(exc)[:200], frame=str(raw_msg)[:120]
-            )
-            return
-        if msg.message_type_id != MessageType.Call:
-            self._response_queue.put_nowait(msg)
-            return
-        try:
-            await self._handle_call(msg)
-        except OCPPError as exc:
-            log.warning(
-                "ocpp_call_rejected", action=msg.action, error=exc.code, reason=str(exc.description)[:200]
-            )
-            await self._send(msg.create_call_error(exc).to_json())
-
-    def _run_after(self) -> None:
-        pending, self._after = self._after, None
-        if pending is not None:
-            pending()
 
     @_on("RequestStartTransaction")
     def on_request_start(

@@ -172,6 +172,37 @@ def _transaction_event(p: dict[str, Any], txs: V16Transactions) -> V16Call | Non
     )
 
 
+# 2.0.1 ChargingStateEnumType -> the 1.6 ChargePointStatus a 1.6 CSMS expects while a transaction runs.
+_CHARGING_STATUS = {
+    "Charging": "Charging",
+    "SuspendedEV": "SuspendedEV",
+    "SuspendedEVSE": "SuspendedEVSE",
+    "EVConnected": "Preparing",
+    "Idle": "Finishing",
+}
+
+
+def status_after(message: Outbound, connector_id: int) -> V16Call | None:
+    """1.6 reports a transaction's state by StatusNotification (2.0.1 puts it in TransactionEvent): the
+    status to send after a TransactionEvent that started, changed the charging state of, or ended one."""
+    if message.action != "TransactionEvent":
+        return None
+    p = message.payload
+    if p["eventType"] == "Updated" and p["triggerReason"] != "ChargingStateChanged":
+        return None
+    state = "Idle" if p["eventType"] == "Ended" else p["transactionInfo"].get("chargingState", "Charging")
+    status = _CHARGING_STATUS.get(state)
+    if status is None:
+        return None
+    payload = {
+        "connectorId": connector_id,
+        "errorCode": "NoError",
+        "status": status,
+        "timestamp": p["timestamp"],
+    }
+    return V16Call("StatusNotification", payload)
+
+
 def response_from_v16(call: V16Call, response: dict[str, Any], txs: V16Transactions) -> dict[str, Any]:
     """The 1.6 CALLRESULT in the 2.0.1 shape the agent reads (and the CSMS's transaction id remembered)."""
     if call.action == "StartTransaction" and call.internal_tx is not None:

@@ -9,7 +9,7 @@ from chargeagent.errors import ConfigError
 def test_defaults_come_from_default_toml():
     settings = load_settings()
     assert settings.bms.can_bitrate == 250_000
-    assert settings.ocpp.protocol == "ocpp2.0.1"
+    assert settings.ocpp.versions == ["ocpp2.0.1", "ocpp1.6"]  # offered in this order; the CSMS picks
 
 
 def test_config_file_overrides_only_the_keys_it_names(tmp_path):
@@ -53,3 +53,11 @@ def test_invalid_toml_and_missing_file_are_config_errors(tmp_path):
         load_settings(bad)
     with pytest.raises(ConfigError, match="not found"):
         load_settings(tmp_path / "missing.toml")
+
+
+def test_ocpp_versions_are_checked() -> None:
+    with pytest.raises(ConfigError, match=r"ocpp\.versions"):
+        load_settings(overrides={"ocpp": {"versions": ["ocpp1.5"]}})
+    with pytest.raises(ConfigError, match="each version once"):
+        load_settings(overrides={"ocpp": {"versions": ["ocpp1.6", "ocpp1.6"]}})
+    assert load_settings(overrides={"ocpp": {"versions": ["ocpp1.6"]}}).ocpp.versions == ["ocpp1.6"]

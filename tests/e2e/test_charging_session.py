@@ -66,10 +66,12 @@ def charge(
     *,
     realtime: bool = False,
     settings_overrides: dict[str, Any] | None = None,
+    until: Script | None = None,
     **csms_kwargs: Any,
 ) -> Run:
     """Plug in, start (remotely, or by `start`), run `script` while charging, wait for Ended; return what
-    everyone saw. On virtual time unless `realtime` (for peers that keep wall-clock time)."""
+    everyone saw. On virtual time unless `realtime` (for peers that keep wall-clock time); `until` replaces
+    the wait for TransactionEvent Ended."""
 
     async def main() -> Run:
         clock = LoopClock() if realtime else LoopClock(epoch=datetime(2026, 3, 1, 8, 0, tzinfo=UTC))
@@ -118,9 +120,12 @@ def charge(
                     await start(run)
                 if script is not None:
                     await script(run)
-                await csms.wait_for(
-                    "CS-E2E", "TransactionEvent", lambda p: p["eventType"] == "Ended", timeout_s=7200
-                )
+                if until is not None:  # e.g. OCPP 1.6: StopTransaction instead of TransactionEvent Ended
+                    await until(run)
+                else:
+                    await csms.wait_for(
+                        "CS-E2E", "TransactionEvent", lambda p: p["eventType"] == "Ended", timeout_s=7200
+                    )
                 await asyncio.wait_for(ev_task, timeout=60)
                 agent_task.cancel()
             assert csms.internal_errors == []
