@@ -32,6 +32,7 @@ from station.protocol.v16 import (
     composite_to_v16,
     id_token,
     profile_to_v201,
+    purpose_to_v201,
     response_from_v16,
     status_after,
     to_v16,
@@ -198,9 +199,7 @@ class OcppChargePoint16(RoutingMixin, ChargePoint):  # type: ignore[misc]
     def on_clear_charging_profile(
         self, id: int | None = None, charging_profile_purpose: str | None = None, **_: Any
     ) -> Any:
-        purpose = {"ChargePointMaxProfile": "ChargingStationMaxProfile"}.get(
-            charging_profile_purpose or "", charging_profile_purpose
-        )
+        purpose = purpose_to_v201(charging_profile_purpose) if charging_profile_purpose else None
         cleared = self.core.profiles.clear(id, purpose)
         return _result("ClearChargingProfile", {"status": "Accepted" if cleared else "Unknown"})
 

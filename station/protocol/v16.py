@@ -45,7 +45,6 @@ _STATUS = {
 }
 # 2.0.1 ChargingProfilePurposeEnumType <-> 1.6 ChargingProfilePurposeType.
 _PURPOSE_TO_V201 = {"ChargePointMaxProfile": "ChargingStationMaxProfile"}
-_PURPOSE_TO_V16 = {v: k for k, v in _PURPOSE_TO_V201.items()}
 
 
 @dataclass
@@ -259,9 +258,7 @@ def profile_to_v201(cs_profile: dict[str, Any], txs: V16Transactions) -> dict[st
     profile: dict[str, Any] = {
         "id": int(cs_profile["chargingProfileId"]),
         "stackLevel": int(cs_profile["stackLevel"]),
-        "chargingProfilePurpose": _PURPOSE_TO_V201.get(
-            cs_profile["chargingProfilePurpose"], cs_profile["chargingProfilePurpose"]
-        ),
+        "chargingProfilePurpose": purpose_to_v201(cs_profile["chargingProfilePurpose"]),
         "chargingProfileKind": cs_profile["chargingProfileKind"],
         "chargingSchedule": [schedule],
     }
@@ -294,5 +291,6 @@ def composite_to_v16(response: dict[str, Any], connector_id: int) -> dict[str, A
     }
 
 
-def purpose_to_v16(purpose: str) -> str:
-    return _PURPOSE_TO_V16.get(purpose, purpose)
+def purpose_to_v201(purpose: str) -> str:
+    """1.6 ChargingProfilePurposeType -> 2.0.1 ChargingProfilePurposeEnumType."""
+    return _PURPOSE_TO_V201.get(purpose, purpose)

@@ -95,6 +95,9 @@ def test_a_1_6_transaction_remote_started_metered_capped_and_remote_stopped() ->
         composite = await run.csms.call(SID_E2E, "GetCompositeSchedule", {"connectorId": 1, "duration": 600})
         seen["composite"] = composite
         await asyncio.sleep(60)
+        assert await run.csms.call(SID_E2E, "ClearChargingProfile", {"id": 99}) == {"status": "Unknown"}
+        assert await run.csms.call(SID_E2E, "ClearChargingProfile", {"id": 7}) == {"status": "Accepted"}
+        assert run.agent.core.profiles.installed() == []
         assert await run.csms.call(SID_E2E, "RemoteStopTransaction", {"transactionId": 999_999}) == {
             "status": "Rejected"
         }
