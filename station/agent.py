@@ -329,7 +329,7 @@ class StationAgent:
         if ws.subprotocol == V16_SUBPROTOCOL:  # the CSMS chose 1.6: the same core, translated on the wire
             cp = OcppChargePoint16(
                 self.station_id, ws, self.core, self, ocpp.response_timeout_s, self.clock.now,
-                transactions=self._v16_transactions,
+                transactions=self._v16_transactions, device_model=self.devices.model,
             )  # fmt: skip
         else:
             cp = OcppChargePoint(

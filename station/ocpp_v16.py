@@ -24,6 +24,7 @@ from chargeagent.errors import ProtocolError
 from chargeagent.tasks import checkpoint
 from station.ocpp_v201 import RoutingMixin, StationHooks, _after, _on, _snake
 from station.protocol.availability import on_change_availability, on_reset
+from station.protocol.device_model import DeviceModel
 from station.protocol.remote import data_transfer, trigger_message, unlock_connector
 from station.protocol.station import Outbound, StationCore
 from station.protocol.v16 import (
@@ -37,6 +38,7 @@ from station.protocol.v16 import (
     status_after,
     to_v16,
 )
+from station.protocol.v16_config import change_configuration, get_configuration
 
 log = structlog.get_logger(__name__)
 
@@ -62,9 +64,11 @@ class OcppChargePoint16(RoutingMixin, ChargePoint):  # type: ignore[misc]
         clock_now: Callable[[], datetime],
         *,
         transactions: V16Transactions,
+        device_model: DeviceModel,
     ) -> None:
         super().__init__(station_id, connection, response_timeout=response_timeout_s)
         self.core, self.hooks, self.txs = core, hooks, transactions
+        self.device_model = device_model
         self.clock_now = clock_now
         self._after: Callable[[], None] | None = None
 
@@ -184,6 +188,23 @@ class OcppChargePoint16(RoutingMixin, ChargePoint):  # type: ignore[misc]
     @_on("DataTransfer")
     def on_data_transfer(self, vendor_id: str, **_: Any) -> Any:
         return _result("DataTransfer", data_transfer(vendor_id))
+
+    # --- configuration (1.6 keys on the device model) ------------------------------------------------
+    @_on("GetConfiguration")
+    def on_get_configuration(self, key: list[str] | None = None, **_: Any) -> Any:
+        return _result("GetConfiguration", get_configuration(self.device_model, self.core, key))
+
+    @_on("ChangeConfiguration")
+    def on_change_configuration(self, key: str, value: str, **_: Any) -> Any:
+        status, changes = change_configuration(self.device_model, key, value)
+        log.info("change_configuration", key=key, status=status, ocpp="1.6")  # never the value
+        if changes:
+            self._after = lambda: self.hooks.variables_changed(changes)
+        return _result("ChangeConfiguration", {"status": status})
+
+    @_after("ChangeConfiguration")
+    def after_change_configuration(self, **_: Any) -> None:
+        self._run_after()
 
     # --- smart charging ----------------------------------------------------------------------------
     @_on("SetChargingProfile")

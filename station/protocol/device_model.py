@@ -81,6 +81,9 @@ class DeviceModel:
         known = component.match_key in self._components
         return None, "UnknownVariable" if known else "UnknownComponent"
 
+    def definition(self, component: ComponentRef, variable: VariableRef) -> Variable | None:
+        return self._lookup(component, variable)[0]
+
     def _read(self, definition: Variable) -> str:
         value = self._values[_key(definition.component, definition.variable)]
         return value if isinstance(value, str) else value()

@@ -151,3 +151,33 @@ async def test_kill_9_mid_transaction_then_stop_transaction_carries_the_csms_id(
     assert stop.payload["transactionId"] == tx_id and stop.payload["reason"] == "PowerLoss"
     assert stop.payload["meterStop"] >= int(meter.payload["meterValue"][0]["sampledValue"][0]["value"]) - 1
     assert len(csms.received("CLI-16", "StartTransaction")) == 1  # the restart did not start it again
+
+
+def test_1_6_configuration_keys_read_and_change_the_device_model() -> None:
+    async def main() -> None:
+        clock = LoopClock(epoch=datetime(2026, 3, 1, 8, 0, tzinfo=UTC))
+        async with (
+            EmbeddedCsms(clock=clock, versions=("ocpp1.6",)) as csms,
+            running(csms, clock, ocpp={"versions": ["ocpp1.6"]}) as agent,
+        ):
+            got = await csms.call(SID, "GetConfiguration", {"key": ["HeartbeatInterval", "Nope"]})
+            assert got["configurationKey"] == [
+                {"key": "HeartbeatInterval", "readonly": False, "value": "300"}
+            ]
+            assert got["unknownKey"] == ["Nope"]
+            assert await csms.call(
+                SID, "ChangeConfiguration", {"key": "HeartbeatInterval", "value": "20"}
+            ) == {"status": "Accepted"}
+            assert await csms.call(
+                SID, "ChangeConfiguration", {"key": "NumberOfConnectors", "value": "2"}
+            ) == {"status": "Rejected"}
+            assert await csms.call(SID, "ChangeConfiguration", {"key": "Nope", "value": "1"}) == {
+                "status": "NotSupported"
+            }
+            since = len(csms.received(SID))
+            began = clock.monotonic()
+            await csms.wait_for(SID, "Heartbeat", since=since, timeout_s=60)
+            assert clock.monotonic() - began <= 21.0  # the new interval drives the heartbeat
+            assert agent.core.heartbeat_interval_s == 20.0
+
+    run_virtual(main())
