@@ -187,7 +187,7 @@ class OcppChargePoint16(RoutingMixin, ChargePoint):  # type: ignore[misc]
 
     @_on("DataTransfer")
     def on_data_transfer(self, vendor_id: str, **_: Any) -> Any:
-        return _result("DataTransfer", data_transfer(vendor_id))
+        return _result("DataTransfer", {"status": data_transfer(vendor_id)["status"]})  # 1.6: no statusInfo
 
     # --- configuration (1.6 keys on the device model) ------------------------------------------------
     @_on("GetConfiguration")

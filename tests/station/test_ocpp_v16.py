@@ -181,3 +181,32 @@ def test_1_6_configuration_keys_read_and_change_the_device_model() -> None:
             assert agent.core.heartbeat_interval_s == 20.0
 
     run_virtual(main())
+
+
+def test_1_6_remote_trigger_availability_unlock_and_reset() -> None:
+    async def main() -> None:
+        clock = LoopClock(epoch=datetime(2026, 3, 1, 8, 0, tzinfo=UTC))
+        async with (
+            EmbeddedCsms(clock=clock, versions=("ocpp1.6",)) as csms,
+            running(csms, clock, ocpp={"versions": ["ocpp1.6"]}),
+        ):
+            await csms.wait_for(SID, "StatusNotification", timeout_s=10)
+            since = len(csms.received(SID))
+            trigger = {"requestedMessage": "Heartbeat"}
+            assert await csms.call(SID, "TriggerMessage", trigger) == {"status": "Accepted"}
+            await csms.wait_for(SID, "Heartbeat", since=since, timeout_s=10)
+            unlock = await csms.call(SID, "UnlockConnector", {"connectorId": 1})
+            assert unlock == {"status": "Unlocked"}
+            assert await csms.call(SID, "UnlockConnector", {"connectorId": 9}) == {"status": "NotSupported"}
+            change = {"connectorId": 1, "type": "Inoperative"}
+            assert await csms.call(SID, "ChangeAvailability", change) == {"status": "Accepted"}
+            await csms.wait_for(
+                SID, "StatusNotification", lambda p: p["status"] == "Unavailable", timeout_s=10
+            )
+            assert await csms.call(SID, "Reset", {"type": "Soft"}) == {"status": "Accepted"}
+            await csms.wait_for(SID, "BootNotification", since=since, timeout_s=30)  # booted again
+            vendor = await csms.call(SID, "DataTransfer", {"vendorId": "com.example"})
+            assert vendor == {"status": "UnknownVendorId"}
+            assert len(csms.received(SID, "BootNotification")) == 2
+
+    run_virtual(main())
