@@ -85,7 +85,10 @@ class OcppChargePoint16(RoutingMixin, ChargePoint):  # type: ignore[misc]
         tx = self.txs.get(str(message.payload.get("transactionInfo", {}).get("transactionId", "")))
         status = status_after(message, tx.connector_id) if tx is not None and tx.csms_id is not None else None
         if status is not None:  # a 1.6 CSMS follows the transaction by StatusNotification
-            await self._call(status)
+            try:
+                await self._call(status)
+            except ProtocolError as exc:  # the transaction message itself went through: do not resend it
+                log.warning("ocpp16_status_not_sent", status=status.payload["status"], error=str(exc))
         return response
 
     async def _call(self, v16: V16Call) -> dict[str, Any]:
