@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -85,6 +86,10 @@ class MqttEndpoint:
             keepalive=keepalive_s,
             tls_params=tls,
             timeout=10.0,
+            # Telemetry and commands are small messages answered by small messages: with Nagle's algorithm
+            # a write waits for the ACK of the previous one, which the peer delays (~40 ms on Linux), so
+            # every hop took ~37 ms (bench/bench_bms_latency.py). Send at once.
+            socket_options=((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),),
         )
 
 
