@@ -18,7 +18,7 @@ from structlog.testing import capture_logs
 from bms_link import gbt_codec as codec
 from bms_link.can import CanBmsLink
 from bms_link.gbt import GbtTiming, Phase
-from bms_link.models import ChargeCommand, PackTelemetry, StopReason
+from bms_link.models import BmsFault, ChargeCommand, PackTelemetry, StopReason
 from chargeagent.clock import LoopClock
 from chargeagent.errors import BmsLinkError
 from simulators.bms_can import BmsCanNode
@@ -262,5 +262,58 @@ def test_link_runs_on_any_clock_and_stops_remotely(channel: str) -> None:
         assert link.end_reason is StopReason.REMOTE
         assert link.core.phase is Phase.ENDED
         assert node.core.stop_reason is None  # the BMS did not want to stop: we did
+
+    run(main())
+
+
+@pytest.mark.parametrize(
+    ("fault", "reason", "max_s"),
+    [
+        # GB/T 27930 timeouts: BCS (every 250 ms) may be missing 5 s before the charger gives up.
+        ("drop:BCS", StopReason.BMS_TIMEOUT, 5.0),
+        # BMS-detected faults end the session at once: BSM flags it, BST carries the reason.
+        ("inject:overtemperature", StopReason.OVERTEMPERATURE, 1.0),
+        ("inject:insulation", StopReason.INSULATION_FAULT, 1.0),
+    ],
+)
+def test_fault_matrix_ends_at_0_a_with_the_right_reason_in_protocol_time(
+    channel: str, fault: str, reason: StopReason, max_s: float
+) -> None:
+    """Each injected fault: the link commands 0 A, ends with `reason`, within `max_s` (+ one period) of
+    the injection, measured on the loop's clock (virtual time: deterministic, not a wall-clock assert)."""
+
+    async def main() -> None:
+        clock = LoopClock()
+        bms = SimulatedBms(SPEC)
+        node = BmsCanNode(
+            bms, interface="virtual", channel=channel, clock=clock, timing=TIMING, poll_interval_s=None
+        )
+        link = CanBmsLink(interface="virtual", channel=channel, clock=clock, timing=TIMING)
+        injected_at_s = ended_at_s = 0.0
+        kind, _, what = fault.partition(":")
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(node.run(), name="bms")
+                start_s = clock.monotonic()
+                await link.start_session()
+                async for telemetry in link.telemetry():
+                    await link.command(_command(telemetry))
+                    if not injected_at_s and clock.monotonic() - start_s > 5.0:
+                        assert link.output_current_a > 0.0
+                        if kind == "drop":
+                            node.drop(what)
+                        else:
+                            bms.inject_fault(BmsFault(what))
+                        injected_at_s = clock.monotonic()
+                ended_at_s = clock.monotonic()
+        finally:
+            await link.close()
+            await node.close()
+        assert link.end_reason is reason
+        assert link.output_current_a == 0.0
+        slack_s = max(TIMING.period(name) for name in ("BCL", "BCS", "BSM"))
+        assert 0.0 <= ended_at_s - injected_at_s <= max_s + slack_s + 1e-6
+        if kind == "drop":  # a timeout: not before the standard's time is up either
+            assert ended_at_s - injected_at_s >= max_s - slack_s - 1e-6
 
     run(main())

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -45,7 +46,10 @@ def _measurand(event: dict[str, Any], name: str) -> float:
     raise KeyError(name)
 
 
-async def _charge(transport: str, broker_url: str) -> list[dict[str, Any]]:
+async def _charge(
+    transport: str, broker_url: str, fault: Callable[[Any], None] | None = None
+) -> list[dict[str, Any]]:
+    """Charge to TARGET_WH, then stop remotely, or (with `fault`) break the BMS and let the agent react."""
     clock = LoopClock()
     sid = f"CS-{transport.upper()}"
     async with EmbeddedCsms(clock=clock) as csms:
@@ -88,7 +92,10 @@ async def _charge(transport: str, broker_url: str) -> list[dict[str, Any]]:
             tx_id = next(
                 r.payload["transactionInfo"]["transactionId"] for r in csms.received(sid, "TransactionEvent")
             )
-            assert await csms.request_stop_transaction(sid, tx_id) == "Accepted"
+            if fault is not None:
+                fault(ev)
+            else:
+                assert await csms.request_stop_transaction(sid, tx_id) == "Accepted"
             await csms.wait_for(sid, "TransactionEvent", lambda p: p["eventType"] == "Ended", timeout_s=30)
             ev_task.cancel()
             agent_task.cancel()
@@ -115,3 +122,14 @@ def test_the_same_pack_over_can_and_mqtt_gives_the_csms_the_same_charge(mosquitt
     assert can_wh == pytest.approx(TARGET_WH, rel=0.05) and mqtt_wh == pytest.approx(TARGET_WH, rel=0.05)
     assert abs(can_soc - mqtt_soc) <= 1.0
     assert can_a > 50.0 and abs(can_a - mqtt_a) <= 5.0
+
+
+@pytest.mark.timeout(120)
+def test_a_silent_mqtt_bms_ends_the_transaction_with_a_timeout(mosquitto) -> None:
+    """The MQTT watchdog (`bms.mqtt_telemetry_timeout_s`): telemetry stops, the agent commands 0 A and
+    ends the transaction with triggerReason EVCommunicationLost / stoppedReason Timeout."""
+    events = asyncio.run(_charge("mqtt", mosquitto.url, fault=lambda ev: ev.node.go_silent()))
+    ended = events[-1]
+    assert ended["eventType"] == "Ended"
+    assert ended["triggerReason"] == "EVCommunicationLost"
+    assert ended["transactionInfo"]["stoppedReason"] == "Timeout"

@@ -14,6 +14,7 @@ from typing import Any
 
 from bms_link.base import BmsLink
 from bms_link.gbt import GbtTiming
+from bms_link.models import BmsFault, StopReason
 from chargeagent.clock import LoopClock
 from chargeagent.config import load_settings
 from chargeagent.vtime import run_virtual
@@ -194,6 +195,27 @@ def test_bms_that_stops_sending_bcl_gets_zero_current_within_one_second_and_a_ti
     ended = run.tx_events()[-1]
     assert ended["triggerReason"] == "EVCommunicationLost"
     assert ended["transactionInfo"]["stoppedReason"] == "Timeout"
+
+
+def test_an_insulation_fault_from_the_bms_ends_the_transaction_as_a_ground_fault_at_0_a():
+    seen: dict[str, float] = {}
+
+    async def insulation_fault(run: Run) -> None:
+        await asyncio.sleep(60)
+        link = run.links[0]
+        assert link.output_current_a > 50
+        run.ev.bms.inject_fault(BmsFault.INSULATION)
+        seen["at"] = run.clock.monotonic()
+        while link.output_current_a > 0:
+            await asyncio.sleep(0.01)
+        seen["zero_at"] = run.clock.monotonic()
+
+    run = charge(pack(soc=0.2, target_soc=0.9), insulation_fault)
+    assert seen["zero_at"] - seen["at"] <= 1.0  # BSM/BST carry it at once (virtual time)
+    ended = run.tx_events()[-1]
+    assert ended["triggerReason"] == "AbnormalCondition"
+    assert ended["transactionInfo"]["stoppedReason"] == "GroundFault"
+    assert run.results[-1].reason is StopReason.INSULATION_FAULT
 
 
 def test_tx_profile_from_the_csms_caps_the_output_current():
