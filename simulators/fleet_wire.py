@@ -24,7 +24,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import structlog
@@ -50,6 +50,9 @@ from simulators.fleet_wire_ocpp import delivered_kwh, station_max_profile
 from simulators.pack import PackSpec
 from station.agent import StationAgent
 from station.charging import SessionResult, StepRecord
+
+if TYPE_CHECKING:
+    from station.api_fleet import FleetApiServer
 
 log = structlog.get_logger(__name__)
 
@@ -114,7 +117,9 @@ class WireFleet:
         timing_scale: float = WIRE_TIMING_SCALE,
         base_settings: Settings | None = None,
         on_session: Callable[[int, int], None] | None = None,
+        api_port: int | None = None,
     ) -> None:
+        """`api_port`: also serve the read-only site API (`station.api_fleet`) on loopback (0: any port)."""
         # Replayed sessions stop at their logged energy (as in fast mode); generated ones at their SoC.
         self.energy_cap_kwh = np.where(np.isfinite(sessions.soc_arrival), np.inf, sessions.energy_kwh)
         self.sessions = _with_generic_vehicles(sessions)
@@ -124,6 +129,11 @@ class WireFleet:
         self.timing = GbtTiming(period_scale=timing_scale)
         self.base = base_settings or load_settings()
         self._on_session = on_session
+        self.api: FleetApiServer | None = None
+        if api_port is not None:
+            from station.api_fleet import FleetApiServer  # noqa: PLC0415  # the [api] extra
+
+            self.api = FleetApiServer(self._agents, "127.0.0.1", api_port)
         s = self.sessions
         n = len(s)
         day = np.floor((s.connection_s - start_s) / _DAY_S)
@@ -171,6 +181,8 @@ class WireFleet:
                 for st in self.stations:
                     st.agent = self._agent(st, clock, csms.url)
                     agents.append(tg.create_task(st.agent.run(), name=f"agent:{st.station_id}"))
+                if self.api is not None:
+                    agents.append(tg.create_task(self.api.run(), name="fleet-api"))
                 drivers = [
                     tg.create_task(self._drive(st, csms), name=f"driver:{st.station_id}")
                     for st in self.stations
@@ -181,6 +193,9 @@ class WireFleet:
         finally:
             self.finish()
         return self.result
+
+    def _agents(self) -> dict[str, StationAgent]:
+        return {st.station_id: st.agent for st in self.stations if st.agent is not None}
 
     def _agent(self, st: _Station, clock: LoopClock, csms_url: str) -> StationAgent:
         base = self.base

@@ -37,6 +37,9 @@ def simulate(
     price_aware: Annotated[
         bool, typer.Option(help="Charge in the cheapest hours before departure (the site file's [tariff]).")
     ] = False,
+    api_port: Annotated[
+        int | None, typer.Option(help="Wire mode: serve the site's read-only API + page on 127.0.0.1:PORT.")
+    ] = None,
 ) -> None:
     """Simulate a site: sessions, site load at 1/15 min, sim_report.html (wire mode: + ocpp_log.jsonl)."""
     from policy.forecast_io import InputFileError, parse_utc  # noqa: PLC0415
@@ -62,10 +65,9 @@ def simulate(
         _fail(str(exc))
     cap_kw = _grid_cap(grid_cap_kw if grid_cap_kw is not None else config.site.grid_cap_kw, mode)
     tariff = config.tariff.tariff() if config.tariff is not None else None
-    if price_aware and (tariff is None or mode == "wire"):
-        _fail("--price-aware needs a [tariff] in the site file, and --mode fast")
+    _check_mode_options(mode, price_aware=price_aware, has_tariff=tariff is not None, api_port=api_port)
     if mode == "wire":
-        _simulate_wire(evs, start_s, days, power_kw, policy == "model", out, config.site.name)
+        _simulate_wire(evs, start_s, days, power_kw, policy == "model", out, config.site.name, api_port)
         return
     sim = FleetSimulator(
         evs,
@@ -107,7 +109,14 @@ def simulate(
 
 
 def _simulate_wire(
-    evs: Sessions, start_s: float, days: int, power_kw: float, model: bool, out: Path, site_name: str
+    evs: Sessions,
+    start_s: float,
+    days: int,
+    power_kw: float,
+    model: bool,
+    out: Path,
+    site_name: str,
+    api_port: int | None = None,
 ) -> None:
     """Wire mode: one real agent per station, OCPP over loopback websockets, GB/T on virtual CAN."""
     from chargeagent.vtime import run_virtual  # noqa: PLC0415
@@ -131,7 +140,10 @@ def _simulate_wire(
             policy_enabled=model,
             base_settings=settings,
             on_session=lambda done, total: bar.update(task, completed=done, total=total),
+            api_port=api_port,
         )
+        if api_port is not None:
+            console.print(f"site API and page: http://127.0.0.1:{api_port or '<free port>'}/")
         try:
             run_virtual(fleet.run())
         except KeyboardInterrupt:
@@ -159,6 +171,13 @@ def _simulate_wire(
     console.print("outputs: " + ", ".join(str(p) for p in paths.values()))
     if interrupted:
         raise typer.Exit(130)
+
+
+def _check_mode_options(mode: str, *, price_aware: bool, has_tariff: bool, api_port: int | None) -> None:
+    if price_aware and (not has_tariff or mode == "wire"):
+        _fail("--price-aware needs a [tariff] in the site file, and --mode fast")
+    if api_port is not None and mode != "wire":
+        _fail("--api-port needs --mode wire (fast mode runs no agents to ask)")
 
 
 def _grid_cap(cap_kw: float | None, mode: str) -> float | None:

@@ -164,3 +164,45 @@ def test_replayed_sessions_are_stopped_from_the_csms_at_their_logged_energy(tmp_
     assert wire.fleet.outcome.reached_target.all()
     stops = [s for s in wire.sent if s["action"] == "RequestStopTransaction"]
     assert len(stops) == len(replay) and all(s["response"]["status"] == "Accepted" for s in stops)
+
+
+def test_the_site_api_serves_every_agent_while_the_wire_fleet_runs(tmp_path: Path) -> None:
+    import asyncio
+
+    import aiohttp
+
+    from chargeagent.vtime import run_virtual
+    from simulators.fleet_wire import WireFleet
+    from station.status import Status
+
+    path = tmp_path / "site.toml"
+    path.write_text(SITE_TOML)
+    sessions = generate_sessions(load_site(path), START_S, 1, stations=2, seed=1)
+    fleet = WireFleet(
+        sessions, start_s=START_S, days=1, station_power_kw=POWER_KW, policy_enabled=False, api_port=0
+    )
+    seen: list[list[Status]] = []
+
+    async def main() -> None:
+        run = asyncio.create_task(fleet.run())
+        assert fleet.api is not None
+        await asyncio.wait_for(fleet.api.ready.wait(), 60)
+        async with aiohttp.ClientSession() as http:
+            base = f"http://127.0.0.1:{fleet.api.port}"
+            while not run.done():  # sample the site as the day goes by (virtual time)
+                async with http.get(f"{base}/api/stations") as response:
+                    seen.append([Status.model_validate(s) for s in await response.json()])
+                if any(e.transaction_id for snap in seen[-1:] for s in snap for e in s.evses):
+                    async with http.get(f"{base}/api/stations/{seen[-1][0].station_id}") as one:
+                        assert one.status == 200
+                    async with http.get(f"{base}/api/stations/nope") as missing:
+                        assert missing.status == 404
+                    async with http.get(f"{base}/") as page:
+                        assert "chargeagent site" in await page.text()
+                    break
+                await asyncio.sleep(60)
+        await run
+
+    run_virtual(main())
+    assert seen and {s.station_id for s in seen[-1]} == set(sessions.station_id)
+    assert any(e.transaction_id for s in seen[-1] for e in s.evses)  # caught one charging

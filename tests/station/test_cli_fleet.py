@@ -110,3 +110,5 @@ def test_simulate_price_aware_reports_the_cost_and_needs_a_tariff(tmp_path: Path
     assert costs and all(c >= 0.0 for c in costs)
     no_tariff = run_cli("simulate", "--price-aware", "--out", str(tmp_path / "o"))  # workplace: no [tariff]
     assert no_tariff.returncode == 2 and "--price-aware needs a [tariff]" in no_tariff.stderr
+    fast_api = run_cli("simulate", "--api-port", "0", "--out", str(tmp_path / "o"))
+    assert fast_api.returncode == 2 and "--api-port needs --mode wire" in fast_api.stderr
