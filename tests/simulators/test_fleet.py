@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -170,3 +172,29 @@ def test_price_aware_needs_a_tariff() -> None:
         FleetSimulator(
             sessions, start_s=START_S, days=1, station_power_kw=50.0, policy=None, price_aware=True
         )
+
+
+@pytest.mark.skipif(
+    shutil.which("chromium") is None, reason="chromium is not installed (scripts/test.sh installs it as root)"
+)
+def test_sim_report_renders_in_headless_chromium_with_the_grid_cap(tmp_path: Path) -> None:
+    sessions, result = _depot(150.0, days=2)
+    paths = write_outputs(tmp_path, sessions, result)
+    shot = tmp_path / "report.png"
+    args = [
+        "chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}",
+    ]  # fmt: skip
+    url = paths["report"].resolve().as_uri()
+    dom = subprocess.run(
+        [*args, "--dump-dom", url], capture_output=True, text=True, timeout=60, check=True
+    ).stdout
+    subprocess.run(
+        [*args, f"--screenshot={shot}", "--window-size=1300,1100", url],
+        capture_output=True,
+        timeout=60,
+        check=True,
+    )
+    assert dom.count("<svg") >= 3 and "grid cap (kW)" in dom and "site_cap" in dom
+    assert shot.stat().st_size > 20_000  # a rendered page, not a blank one
