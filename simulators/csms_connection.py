@@ -59,6 +59,8 @@ class CsmsCallError(ProtocolError):
 class StationSession(ChargePoint):  # type: ignore[misc]  # ocpp ships no type hints
     """One station's connection: inbound handlers, outbound CALL bookkeeping."""
 
+    _results: Any = call_result  # the OCPP version's call_result module (1.6 sessions: ocpp.v16's)
+
     def __init__(self, station_id: str, connection: ServerConnection, csms: EmbeddedCsms) -> None:
         super().__init__(station_id, connection, response_timeout=csms.response_timeout_s)
         self._csms = csms
@@ -150,14 +152,15 @@ class StationSession(ChargePoint):  # type: ignore[misc]  # ocpp ships no type h
     def _now(self) -> str:
         return ocpp_timestamp(self._csms.clock.now())
 
+    # BootNotification and Heartbeat answer alike in 2.0.1 and 1.6; `_results` is the version's module.
     @_on("BootNotification")
-    def on_boot_notification(self, **_: Any) -> call_result.BootNotification:
+    def on_boot_notification(self, **_: Any) -> Any:
         status, interval_s = self._csms._next_boot_answer(self.id)
-        return call_result.BootNotification(current_time=self._now(), interval=interval_s, status=status)
+        return self._results.BootNotification(current_time=self._now(), interval=interval_s, status=status)
 
     @_on("Heartbeat")
-    def on_heartbeat(self, **_: Any) -> call_result.Heartbeat:
-        return call_result.Heartbeat(current_time=self._now())
+    def on_heartbeat(self, **_: Any) -> Any:
+        return self._results.Heartbeat(current_time=self._now())
 
     @_on("Authorize")
     def on_authorize(self, id_token: dict[str, Any], **_: Any) -> call_result.Authorize:

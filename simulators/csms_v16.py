@@ -22,19 +22,11 @@ class StationSession16(StationSession):
     """A 1.6 station's connection (the 2.0.1 session's plumbing, 1.6 handlers and validation)."""
 
     _ocpp_version = "1.6"
+    _results = call_result  # ocpp.v16's: BootNotification and Heartbeat come from the 2.0.1 session
 
     def _id_tag_info(self, id_tag: str) -> dict[str, str]:
         info = self._csms._id_token_info({"idToken": id_tag, "type": "ISO14443"})
         return {"status": info["status"]}  # 1.6 AuthorizationStatus has the same Accepted/Invalid/... values
-
-    @_on("BootNotification")
-    def on_boot_notification(self, **_: Any) -> call_result.BootNotification:
-        status, interval_s = self._csms._next_boot_answer(self.id)
-        return call_result.BootNotification(current_time=self._now(), interval=interval_s, status=status)
-
-    @_on("Heartbeat")
-    def on_heartbeat(self, **_: Any) -> call_result.Heartbeat:
-        return call_result.Heartbeat(current_time=self._now())
 
     @_on("Authorize")
     def on_authorize(self, id_tag: str, **_: Any) -> call_result.Authorize:  # type: ignore[override]  # 1.6 fields
