@@ -1,12 +1,14 @@
 """The same pack over CAN (GB/T 27930 on the virtual bus) and over MQTT (a real mosquitto): the CSMS sees
-the same charge (issue #5). Real time, because the broker keeps wall-clock time.
+the same charge (issue #5). The CAN run is on the virtual-time loop (every peer is in this process); the
+MQTT run is in real time, because the broker is another process keeping wall-clock time.
 
-Each run: embedded CSMS, one agent, the same simulated pack (NMC 150 Ah, SoC 0.30, 25 °C), a remote
-start, and a remote stop once the station meter has delivered `TARGET_WH`. Compared from the
-TransactionEvents the CSMS received: the energy register at Ended, the SoC and the output current of
-the last periodic meter value. Tolerances, and why:
-- energy: the stop lands within one meter step of TARGET_WH, and one step at ~150 A x 370 V x 0.2 s is
-  ~3 Wh; ±5 % of TARGET_WH covers that with room for the different handshake lengths;
+Each run: embedded CSMS, one agent, the same simulated pack (NMC 150 Ah, SoC 0.300, 25 °C, BMS target
+SoC 0.302), a remote start, and the BMS's own stop at its target: the end point is the pack's state, not
+the timing of a remote stop (which would add each transport's stop latency; on the virtual clock that
+is several control steps). Compared from the TransactionEvents the CSMS received: the energy register at
+Ended, the SoC and the output current of the last periodic meter value. Tolerances, and why:
+- energy (~105 Wh): each BMS checks its target once per telemetry period (GB/T BCS 250 ms; the MQTT
+  node's 250 ms), so it overshoots by up to one period at ~55 kW, ~4 Wh, in either run: +-5 Wh;
 - SoC: the BMS reports whole percent (GB/T BCS resolution 1 %, the MQTT payload mirrors it): ±1 point;
 - current: the plan and the envelope are the same code, but their inputs arrive at each transport's
   resolution: GB/T reports cell temperature in whole °C (BCS/BSM), so the CAN plan sees 26 °C where MQTT
@@ -19,6 +21,7 @@ runs plan from the same belief; docs/operator-guide.md says so for operators.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 from collections.abc import Callable
 from typing import Any
@@ -28,13 +31,17 @@ import pytest
 from bms_link.mqtt import MqttEndpoint
 from chargeagent.clock import LoopClock
 from chargeagent.config import load_settings
+from chargeagent.vtime import run_virtual
 from simulators.csms import EmbeddedCsms
 from simulators.ev import SimulatedEv, SimulatedMqttEv, can_link_factory, mqtt_link_factory
 from simulators.pack import PackSpec
 from station.agent import StationAgent
 
-TARGET_WH = 250.0
-SPEC = PackSpec("nmc", 150.0, 0.95, 96, 0.30, 0.8, 25.0, 25.0, 200.0)
+ENERGY_TOLERANCE_WH = 5.0
+# 0.2 % of 150 Ah x ~355 V is ~107 Wh: about 7 s of charging at ~55 kW, several 1 s meter values.
+SPEC = PackSpec("nmc", 150.0, 0.95, 96, 0.300, 0.302, 25.0, 25.0, 200.0)
+LONG_SPEC = dataclasses.replace(SPEC, target_soc=0.8)  # for the faults: still charging when they hit
+FAULT_AFTER_WH = 20.0
 _channels = itertools.count()
 
 
@@ -47,9 +54,13 @@ def _measurand(event: dict[str, Any], name: str) -> float:
 
 
 async def _charge(
-    transport: str, broker_url: str, fault: Callable[[Any], None] | None = None
+    transport: str,
+    broker_url: str,
+    fault: Callable[[Any], None] | None = None,
+    spec: PackSpec = SPEC,
 ) -> list[dict[str, Any]]:
-    """Charge to TARGET_WH, then stop remotely, or (with `fault`) break the BMS and let the agent react."""
+    """Charge until the BMS stops at its target SoC, or (with `fault`) charge 20 Wh, then break the BMS
+    and let the agent react."""
     clock = LoopClock()
     sid = f"CS-{transport.upper()}"
     async with EmbeddedCsms(clock=clock) as csms:
@@ -71,13 +82,13 @@ async def _charge(
 
             factory = can_link_factory(settings, clock)
             ev: Any = SimulatedEv(
-                SPEC, interface="virtual", channel=settings.bms.can_channel, clock=clock,
+                spec, interface="virtual", channel=settings.bms.can_channel, clock=clock,
                 timing=GbtTiming(), poll_interval_s=0.01,
             )  # fmt: skip
         else:
             factory = mqtt_link_factory(settings, clock)
             ev = SimulatedMqttEv(
-                SPEC, endpoint=MqttEndpoint.from_url(broker_url), station_id=sid, clock=clock
+                spec, endpoint=MqttEndpoint.from_url(broker_url), station_id=sid, clock=clock
             )
         agent = StationAgent(settings, clock=clock, bms_factory=factory)
         async with asyncio.TaskGroup() as tg:
@@ -86,16 +97,11 @@ async def _charge(
             ev_task = tg.create_task(ev.run())
             agent.plug_in()
             assert await csms.request_start_transaction(sid, id_token="TAG-T", evse_id=1) == "Accepted"
-            async with asyncio.timeout(90):
-                while agent.energy_wh < TARGET_WH:
-                    await asyncio.sleep(0.05)
-            tx_id = next(
-                r.payload["transactionInfo"]["transactionId"] for r in csms.received(sid, "TransactionEvent")
-            )
             if fault is not None:
+                async with asyncio.timeout(90):
+                    while agent.energy_wh < FAULT_AFTER_WH:
+                        await asyncio.sleep(0.05)
                 fault(ev)
-            else:
-                assert await csms.request_stop_transaction(sid, tx_id) == "Accepted"
             await csms.wait_for(sid, "TransactionEvent", lambda p: p["eventType"] == "Ended", timeout_s=30)
             ev_task.cancel()
             agent_task.cancel()
@@ -105,7 +111,7 @@ async def _charge(
 
 @pytest.mark.timeout(240)
 def test_the_same_pack_over_can_and_mqtt_gives_the_csms_the_same_charge(mosquitto) -> None:
-    can = asyncio.run(_charge("can", mosquitto.url))
+    can = run_virtual(_charge("can", mosquitto.url))
     mqtt = asyncio.run(_charge("mqtt", mosquitto.url))
     results = {}
     for name, events in (("can", can), ("mqtt", mqtt)):
@@ -119,7 +125,8 @@ def test_the_same_pack_over_can_and_mqtt_gives_the_csms_the_same_charge(mosquitt
             _measurand(last, "Current.Import"),
         )
     (can_wh, can_soc, can_a), (mqtt_wh, mqtt_soc, mqtt_a) = results["can"], results["mqtt"]
-    assert can_wh == pytest.approx(TARGET_WH, rel=0.05) and mqtt_wh == pytest.approx(TARGET_WH, rel=0.05)
+    assert 80.0 < can_wh < 130.0  # ~107 Wh: 0.2 % of the pack, plus the overshoot
+    assert abs(can_wh - mqtt_wh) <= ENERGY_TOLERANCE_WH
     assert abs(can_soc - mqtt_soc) <= 1.0
     assert can_a > 50.0 and abs(can_a - mqtt_a) <= 5.0
 
@@ -128,7 +135,7 @@ def test_the_same_pack_over_can_and_mqtt_gives_the_csms_the_same_charge(mosquitt
 def test_a_silent_mqtt_bms_ends_the_transaction_with_a_timeout(mosquitto) -> None:
     """The MQTT watchdog (`bms.mqtt_telemetry_timeout_s`): telemetry stops, the agent commands 0 A and
     ends the transaction with triggerReason EVCommunicationLost / stoppedReason Timeout."""
-    events = asyncio.run(_charge("mqtt", mosquitto.url, fault=lambda ev: ev.node.go_silent()))
+    events = asyncio.run(_charge("mqtt", mosquitto.url, lambda ev: ev.node.go_silent(), LONG_SPEC))
     ended = events[-1]
     assert ended["eventType"] == "Ended"
     assert ended["triggerReason"] == "EVCommunicationLost"
