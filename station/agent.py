@@ -412,4 +412,6 @@ class StationAgent:
 
     async def _charge_session(self, tx_id: str | None) -> SessionResult:
         self.live.session_started()
-        return await ChargingSession(self, tx_id).run()
+        result = await ChargingSession(self, tx_id).run()
+        self.live.session_ended(result.reason)
+        return result

@@ -38,7 +38,7 @@ from chargeagent.errors import ConfigError
 from station.dashboard import DASHBOARD_HTML
 from station.metrics import agent_registry, render
 from station.protocol.device_variables import MAX_CURRENT, MODEL_ENABLED, PAUSED
-from station.status import OverrideRequest, Status, status
+from station.status import OverrideRequest, PlanView, Status, plan, status
 
 if TYPE_CHECKING:
     from station.agent import StationAgent
@@ -90,10 +90,10 @@ class ApiServer:
         return web.json_response(text=status(self.agent).model_dump_json())
 
     async def _plan(self, _: web.Request) -> web.Response:
-        plan = self.agent.live.plan_json()
-        if plan is None:
+        current = plan(self.agent)
+        if current is None:
             return _error(404, "no charge plan: no session running, or the model is off (CC-CV)")
-        return web.json_response(plan)
+        return web.json_response(text=current.model_dump_json())
 
     async def _metrics(self, _: web.Request) -> web.Response:
         body, content_type = render(self._registry)
@@ -164,7 +164,7 @@ def _error(code: int, message: str) -> web.Response:
 def openapi_document() -> dict[str, Any]:
     """OpenAPI 3.1 for the routes above; component schemas are the pydantic models' JSON Schemas."""
     schemas = {}
-    for model in (Status, OverrideRequest):
+    for model in (Status, PlanView, OverrideRequest):
         schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
         schemas.update(schema.pop("$defs", {}))
         schemas[model.__name__] = schema
@@ -187,13 +187,7 @@ def openapi_document() -> dict[str, Any]:
             "/api/plan": {
                 "get": {
                     "summary": "Current charge plan",
-                    "responses": {
-                        "200": {
-                            "description": "OK",
-                            "content": {"application/json": {"schema": {"type": "object"}}},
-                        },
-                        "404": err,
-                    },
+                    "responses": {"200": ok("PlanView"), "404": err},
                 }
             },
             "/api/override": {
@@ -206,7 +200,7 @@ def openapi_document() -> dict[str, Any]:
                             "application/json": {"schema": {"$ref": "#/components/schemas/OverrideRequest"}}
                         },
                     },
-                    "responses": {"200": ok(None), "400": err, "401": err, "403": err},
+                    "responses": {"200": ok("OverrideStatus"), "400": err, "401": err, "403": err},
                 }
             },
             "/metrics": {

@@ -135,9 +135,17 @@ def station(
     ca_file: Annotated[Path | None, typer.Option(help="CSMS root certificate (PEM)")] = None,
     cert_file: Annotated[Path | None, typer.Option(help="station certificate chain (PEM, profile 3)")] = None,
     key_file: Annotated[Path | None, typer.Option(help="station private key (PEM, profile 3)")] = None,
+    api: Annotated[
+        bool | None, typer.Option("--api/--no-api", help="Local API + dashboard + /metrics ([api] extra).")
+    ] = None,
+    api_port: Annotated[
+        int | None, typer.Option(help="Local API port (implies --api unless --no-api).")
+    ] = None,
 ) -> None:
     """Run a charge point against any OCPP 2.0.1 or 1.6J CSMS (real time)."""
     overrides: dict[str, Any] = {}
+    if api is None and api_port is not None:
+        api = True
     if ocpp_versions is not None:
         overrides["ocpp"] = {"versions": [v.strip() for v in ocpp_versions.split(",") if v.strip()]}
     for section, key, value in (
@@ -152,6 +160,8 @@ def station(
         ("ocpp", "ca_file", ca_file),
         ("ocpp", "cert_file", cert_file),
         ("ocpp", "key_file", key_file),
+        ("api", "enabled", api),
+        ("api", "port", api_port),
     ):
         if value is not None:
             overrides.setdefault(section, {})[key] = value

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from collections import Counter, deque
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from bms_link.models import StopReason
+from chargeagent.errors import ConfigError
 from policy.plan import Plan
 
 if TYPE_CHECKING:
@@ -35,6 +37,7 @@ class LiveState:
     binding: Counter[str] = field(default_factory=Counter)  # control steps bound by each constraint
     steps: int = 0
     disconnects: int = 0  # CSMS connections that ended (each is followed by a reconnect)
+    sessions: Counter[str] = field(default_factory=Counter)  # charging sessions ended, by StopReason
     plan_latency_counts: list[int] = field(default_factory=lambda: [0] * (len(PLAN_LATENCY_BUCKETS_S) + 1))
     plan_latency_sum_s: float = 0.0
     _plans_seen: int = 0
@@ -56,6 +59,14 @@ class LiveState:
         self._plans_seen = 0
         self.plan = None
 
+    def session_ended(self, reason: str) -> None:
+        self.sessions[str(reason)] += 1
+
+    @property
+    def bms_timeouts(self) -> int:
+        """Sessions the charger ended because BMS messages stopped (GB/T 27930 CEM; MQTT silence)."""
+        return self.sessions[StopReason.BMS_TIMEOUT]
+
     def _observe_plan(self, seconds: float) -> None:
         self.plan_latency_sum_s += seconds
         for i, bound in enumerate(PLAN_LATENCY_BUCKETS_S):
@@ -64,29 +75,16 @@ class LiveState:
                 return
         self.plan_latency_counts[-1] += 1
 
-    def plan_json(self) -> dict[str, Any] | None:
-        plan = self.plan
-        if plan is None:
-            return None
-        return {
-            "source": plan.source,
-            "model_sha256": plan.model_sha256,
-            "expected_minutes": plan.expected_minutes,
-            "segments": [
-                {"soc_start": s.soc_start, "soc_end": s.soc_end, "c_rate": s.c_rate} for s in plan.segments
-            ],
-            "predicted_temp_c": list(plan.predicted_temp_c),
-            "horizon_temp_c": list(plan.horizon_temp_c),
-            "binding_constraints": list(plan.binding_constraints),
-            "explanation": plan.explanation,
-        }
-
 
 def local_api(agent: StationAgent, settings: ApiSettings) -> ApiServer | None:
     """The agent's local API server, or None when `[api]` is off. Imported only when enabled: aiohttp and
     prometheus-client are the [api] extra, and an edge build without the API does not load them."""
     if not settings.enabled:
         return None
-    from station.api import ApiServer  # noqa: PLC0415
-
+    try:
+        from station.api import ApiServer  # noqa: PLC0415
+    except ModuleNotFoundError as exc:  # an edge build without the extra: say so, do not crash on import
+        raise ConfigError(
+            f"api.enabled: the local API needs the [api] extra (pip install 'chargeagent[api]'): {exc}"
+        ) from exc
     return ApiServer(agent, settings)

@@ -4,6 +4,7 @@ A custom collector reads the agent's counters at scrape time (the outbox's, `sta
 so nothing is incremented on the hot path and several agents in one process (tests, the fleet simulator)
 each have their own registry. Names follow Prometheus conventions (`_total` counters, base units):
 
+    chargeagent_ocpp_messages_queued_total      messages accepted into the outbox
     chargeagent_ocpp_messages_sent_total        messages the CSMS acknowledged
     chargeagent_ocpp_messages_retried_total     CallErrors answered by a retry
     chargeagent_ocpp_messages_dropped_total     messages given up (offline status, over the cap, attempts)
@@ -13,6 +14,8 @@ each have their own registry. Names follow Prometheus conventions (`_total` coun
     chargeagent_envelope_steps_total{constraint}  control steps, by the constraint that bound the current
     chargeagent_applied_current_amperes{evse}   the current applied at the last control step
     chargeagent_energy_delivered_wh_total       the station meter's register
+    chargeagent_sessions_total{reason}          charging sessions ended, by stop reason
+    chargeagent_bms_timeouts_total              sessions ended because the BMS went silent
     chargeagent_model_plan_seconds              histogram: wall time of each charge-curve inference
 """
 
@@ -54,6 +57,7 @@ class _AgentCollector(Collector):
             family.add_metric(list(labels.values()), value)
             return family
 
+        yield counter("ocpp_messages_queued", "OCPP messages accepted into the outbox", outbox.queued)
         yield counter("ocpp_messages_sent", "OCPP messages the CSMS acknowledged", outbox.sent)
         yield counter("ocpp_messages_retried", "CallErrors answered by a retry", outbox.retried)
         yield counter("ocpp_messages_dropped", "OCPP messages given up", outbox.dropped)
@@ -61,6 +65,13 @@ class _AgentCollector(Collector):
         yield gauge("csms_connected", "1 while connected and accepted", float(outbox.online))
         yield counter("csms_disconnects", "CSMS connections that ended", live.disconnects)
         yield counter("energy_delivered_wh", "the station meter's energy register (Wh)", agent.energy_wh)
+        yield counter("bms_timeouts", "sessions ended because the BMS went silent", live.bms_timeouts)
+        sessions = CounterMetricFamily(
+            "chargeagent_sessions", "charging sessions ended, by stop reason", labels=[*names, "reason"]
+        )
+        for reason, count in sorted(live.sessions.items()):
+            sessions.add_metric([agent.station_id, reason], count)
+        yield sessions
         steps = CounterMetricFamily(
             "chargeagent_envelope_steps", "control steps by binding constraint", labels=[*names, "constraint"]
         )

@@ -85,6 +85,7 @@ class Outbox:
         self.attempt_interval_s = attempt_interval_s
         self.max_messages = max_messages
         self.sent = 0
+        self.queued = 0  # messages accepted into the queue (metrics)
         self.dropped = 0
         self.retried = 0  # CallErrors answered by a retry (metrics)
         self._db: sqlite3.Connection | None = None
@@ -162,9 +163,11 @@ class Outbox:
                 if not self.online:
                     queued = Outbound(message.action, {**message.payload, "offline": True})
                 self._queue.append(_Item(queued, self._persist(queued)))
+                self.queued += 1
                 self._enforce_cap()
             elif self.online:
                 self._queue.append(_Item(message, None))
+                self.queued += 1
             else:
                 self.dropped += 1
                 log.debug("outbox_dropped_offline", action=message.action)

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from policy.charge_sim import HORIZONS_MIN
+
 if TYPE_CHECKING:
     from station.agent import StationAgent
 
@@ -65,6 +67,28 @@ class Status(_Model):
     history: list[tuple[float, float, float, float]] = Field(
         description="recent control steps: (t_s, soc, current_a, cell_temp_max_c)"
     )
+
+
+class PlanSegment(_Model):
+    soc_start: float
+    soc_end: float
+    c_rate: float
+
+
+class PlanView(_Model):
+    """`GET /api/plan`: the charge plan in force (policy/plan.py `Plan`) and what it predicts."""
+
+    source: str = Field(description="model | fallback")
+    model_sha256: str | None
+    expected_minutes: float | None = Field(description="predicted time to the target SoC")
+    segments: list[PlanSegment]
+    predicted_temp_c: list[float] = Field(
+        description="predicted hottest-cell temperature at each segment end"
+    )
+    horizon_min: list[float] = Field(description="the look-ahead times of horizon_temp_c (minutes)")
+    horizon_temp_c: list[float] = Field(description="predicted hottest-cell temperature at horizon_min")
+    binding_constraints: list[str]
+    explanation: str
 
 
 class OverrideRequest(_Model):
@@ -123,4 +147,24 @@ def status(agent: StationAgent, history: int = 120) -> Status:
         ),
         grid_constraints=sum(1 for p in core.profiles.installed() if p.source == "SO"),
         history=list(agent.live.history)[-history:],
+    )
+
+
+def plan(agent: StationAgent) -> PlanView | None:
+    """The plan of the running session, or None (idle, or the model is off: CC-CV has no plan)."""
+    current = agent.live.plan
+    if current is None:
+        return None
+    return PlanView(
+        source=current.source,
+        model_sha256=current.model_sha256,
+        expected_minutes=current.expected_minutes,
+        segments=[
+            PlanSegment(soc_start=s.soc_start, soc_end=s.soc_end, c_rate=s.c_rate) for s in current.segments
+        ],
+        predicted_temp_c=list(current.predicted_temp_c),
+        horizon_min=list(HORIZONS_MIN) if current.horizon_temp_c else [],
+        horizon_temp_c=list(current.horizon_temp_c),
+        binding_constraints=list(current.binding_constraints),
+        explanation=current.explanation,
     )
