@@ -9,6 +9,12 @@ Run: `.venv/bin/python bench/bench_bms_link.py` (about 15 s; `--help` for option
 4. the full path: `CanBmsLink` <-> `BmsCanNode` (+ `SimulatedBms`) on a `virtual` bus, on the
    virtual-time loop (`chargeagent.vtime.run_virtual`), with a minimal agent that commands what the
    BMS requests.
+5. decode + validate, the charger's receive path without its state machine: every message the BMS sent in
+   row 3's session (BRM/BCP once, then BCL every 50 ms, BCS and BSM every 250 ms; TP-reassembled),
+   decoded by `bms_link.gbt_codec` and validated into the pydantic models the charger builds
+   (`ChargeRequest` per BCL, `PackTelemetry` per BCS, `PackInfo` at BCP); 5a is the baseline for this
+   table: raw cantools `Database.decode_message` of the same payloads, no scaling, no validation. 5c
+   decodes and validates payloads whose values never repeat (the codec's LRU caches always miss).
 Rows 3 and 4 play the same session (same pack, timing and simulated charging time), so their frame
 counts match and their simulated-seconds-per-wall-second compare directly. Every row is the best of
 `--repeats` runs; the ratio column is each row's rate divided by the baseline's: this machine is
@@ -31,10 +37,11 @@ import can
 import cantools
 
 from bms_link import gbt_codec as codec
+from bms_link import gbt_frames
 from bms_link.can import BMS_ADDRESS, CHARGER_ADDRESS, CanBmsLink
 from bms_link.gbt import ChargingStarted, GbtCharger, GbtTiming, Output, Phase, Send
 from bms_link.j1939 import CanFrame, J1939Transport, TpResult
-from bms_link.models import ChargeCommand, ChargeMode, PackTelemetry, StopReason
+from bms_link.models import ChargeCommand, ChargeMode, ChargeRequest, PackTelemetry, StopReason
 from chargeagent.clock import LoopClock
 from chargeagent.logs import configure_logging
 from chargeagent.vtime import run_virtual
@@ -141,9 +148,11 @@ def codec_memoised() -> Result:
 
 
 class CoreSession:
-    """`GbtCharger` and `GbtBms`, each behind its own `J1939Transport`, frames handed over directly."""
+    """`GbtCharger` and `GbtBms`, each behind its own `J1939Transport`, frames handed over directly.
+    `received` keeps every (reassembled) message the charger got, for the decode rows."""
 
     def __init__(self, sim_s: float) -> None:
+        self.received: list[tuple[int, bytes]] = []
         self.sim_s = sim_s
         self.charger = GbtCharger(TIMING, wall_time=lambda: CTS_TIME)
         self.bms = GbtBms(SimulatedBms(SPEC), TIMING)
@@ -191,6 +200,7 @@ class CoreSession:
             self._put(self.tp_bms if to_charger else self.tp_charger, result)
             for m in result.messages:
                 if to_charger:
+                    self.received.append((m.pgn, bytes(m.data)))
                     self._from_charger(self.charger.on_payload(m.pgn, m.data, now_s), now_s)
                 else:
                     self._from_bms(self.bms.on_payload(m.pgn, m.data, now_s), now_s)
@@ -285,6 +295,76 @@ def asyncio_session(sim_s: float) -> Result:
     return Result("4", "CanBmsLink <-> BmsCanNode, virtual bus+loop", frames, wall_s, "frames/s", detail)
 
 
+# --- 5. decode + validate ----------------------------------------------------------------------
+
+
+def session_traffic(sim_s: float) -> list[tuple[int, bytes]]:
+    """What the BMS sent the charger in row 3's session, in order."""
+    session = CoreSession(sim_s)
+    session.run()
+    return session.received
+
+
+def distinct_traffic(n: int) -> list[tuple[int, bytes]]:
+    """BCL, BSM, BCS triples whose values never repeat (inside the DBC ranges and the models' limits)."""
+    out = []
+    for i in range(n):
+        bcl = codec.Bcl(300.0 + 0.01 * i, 10.0 + 0.01 * (i % 19000), ChargeMode.CC)
+        bsm = codec.Bsm(20.0 + (i % 40), 15.0 + (i % 5), max_temp_probe=1 + i % 100)
+        bcs = codec.Bcs(330.0 + 0.01 * (i % 4000), 0.01 * (i % 19000), 3.4, 0.2 + 0.01 * (i % 50), 1, i % 600)
+        out.extend((codec.spec(m.NAME).pgn, codec.encode(m)) for m in (bcl, bsm, bcs))
+    return out
+
+
+def raw_cantools(traffic: Sequence[tuple[int, bytes]], row: str, name: str) -> Result:
+    db = cantools.database.load_file(str(codec.dbc_path()), database_format="dbc", strict=True)
+    ids = {pgn: codec.spec(codec.message_name(pgn) or "").frame_id for pgn, _ in traffic}
+    frames = [(ids[pgn], data) for pgn, data in traffic]
+    start = time.perf_counter()
+    for frame_id, data in frames:
+        db.decode_message(frame_id, data)
+    wall_s = time.perf_counter() - start
+    return Result(row, name, len(frames), wall_s, "msgs/s", f"{wall_s / len(frames) * 1e6:.2f} µs/msg")
+
+
+def decode_validate(traffic: Sequence[tuple[int, bytes]], row: str, name: str) -> Result:
+    """Decode each payload and build the models the charger builds from it (bms_link/gbt.py)."""
+    codec._decode_cached.cache_clear()  # each run starts cold, like a fresh agent
+    brm = bcp = pack = bsm = request = None
+    telemetry = 0
+    start = time.perf_counter()
+    for pgn, data in traffic:
+        msg = codec.decode_pgn(pgn, data)
+        if isinstance(msg, codec.Bcl):
+            request = ChargeRequest(voltage_v=msg.voltage_v, current_a=msg.current_a, mode=msg.mode)
+        elif isinstance(msg, codec.Bsm):
+            bsm = msg
+        elif isinstance(msg, codec.Bcs):
+            if gbt_frames.pack_telemetry(0.0, msg, bsm, request, pack, charging_permitted=True) is not None:
+                telemetry += 1
+        elif isinstance(msg, codec.Brm):
+            brm = msg
+        elif isinstance(msg, codec.Bcp) and brm is not None:
+            bcp = msg
+            pack = gbt_frames.pack_info(brm, bcp)
+    wall_s = time.perf_counter() - start
+    if not telemetry:
+        raise RuntimeError("no PackTelemetry was built: the traffic does not exercise validation")
+    us = wall_s / len(traffic) * 1e6
+    return Result(row, name, len(traffic), wall_s, "msgs/s", f"{us:.2f} µs/msg; {telemetry:,} PackTelemetry")
+
+
+def decode_rows(repeats: int, sim_s: float) -> list[Result]:
+    traffic = session_traffic(sim_s)
+    identity = {codec.spec("BRM").pgn, codec.spec("BCP").pgn}
+    fresh = [(p, d) for p, d in traffic if p in identity][:2] + distinct_traffic(len(traffic) // 3)
+    return [
+        best_of(repeats, lambda: raw_cantools(traffic, "5a", "raw cantools decode_message (baseline)")),
+        best_of(repeats, lambda: decode_validate(traffic, "5b", "decode + validate, session traffic")),
+        best_of(repeats, lambda: decode_validate(fresh, "5c", "decode + validate, values never repeat")),
+    ]
+
+
 # --- report ----------------------------------------------------------------------------------
 
 
@@ -323,6 +403,8 @@ def main() -> None:
         best_of(args.repeats, lambda: asyncio_session(args.sim_s)),
     ]
     print_table(rows)
+    print("\ndecode + validate (one core; issue target >= 50,000 msgs/s):\n")
+    print_table(decode_rows(args.repeats, args.sim_s))
 
 
 if __name__ == "__main__":
