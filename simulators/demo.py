@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import tempfile
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,8 +20,10 @@ import structlog
 from bms_link.gbt import GbtTiming
 from chargeagent.clock import LoopClock
 from chargeagent.config import Settings, load_settings
+from chargeagent.errors import ConfigError
 from simulators.csms import EmbeddedCsms
 from simulators.ev import SimulatedEv, can_link_factory
+from simulators.faults import FaultSchedule
 from simulators.pack import PackSpec
 from station.agent import StationAgent
 from station.charging import SessionResult, StepRecord
@@ -84,13 +86,42 @@ async def run_demo(
     timing_scale: float = 4.0,
     base_settings: Settings | None = None,
     progress: ProgressFn | None = None,
+    faults: Mapping[str, FaultSchedule] | None = None,
 ) -> DemoResult:
-    """Run the demo on the current loop (use `chargeagent.vtime.run_virtual` for faster than real time)."""
+    """Run the demo on the current loop (use `chargeagent.vtime.run_virtual` for faster than real time).
+
+    `faults` maps a station id to the fault schedule its simulated BMS plays (`simulators.faults`; seconds
+    after charging began, in simulated time); raises `ConfigError` for a station the demo does not have.
+    """
     base = base_settings or load_settings()
+    check_faults(faults or {}, stations)
     clock = LoopClock(epoch=datetime.now(UTC).replace(microsecond=0))
     traces = [StationTrace(s) for s in stations]
     with tempfile.TemporaryDirectory(prefix="chargeagent-demo-") as tmp:
-        return await _run(stations, traces, clock, Path(tmp), timing_scale, base, progress)
+        return await _run(stations, traces, clock, Path(tmp), timing_scale, base, progress, faults or {})
+
+
+def parse_faults(
+    items: list[str], stations: tuple[DemoStation, ...] = DEFAULT_STATIONS
+) -> dict[str, FaultSchedule]:
+    """`["STATION=AT_S:FAULT,...", ...]` (the CLI's `--fault`) as schedules; `ConfigError` when wrong."""
+    faults: dict[str, FaultSchedule] = {}
+    for item in items:
+        station_id, sep, schedule = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--fault {item!r}: expected STATION=AT_S:FAULT[,AT_S:FAULT...]")
+        faults[station_id.strip()] = FaultSchedule.parse(schedule)
+    check_faults(faults, stations)
+    return faults
+
+
+def check_faults(faults: Mapping[str, FaultSchedule], stations: tuple[DemoStation, ...]) -> None:
+    unknown = sorted(set(faults) - {s.station_id for s in stations})
+    if unknown:
+        known = ", ".join(s.station_id for s in stations)
+        raise ConfigError(f"--fault: no demo station {', '.join(unknown)} (stations: {known})")
+    for schedule in faults.values():
+        schedule.check("can")  # the demo's packs speak GB/T over CAN
 
 
 async def _run(
@@ -101,6 +132,7 @@ async def _run(
     timing_scale: float,
     base: Settings,
     progress: ProgressFn | None,
+    faults: Mapping[str, FaultSchedule],
 ) -> DemoResult:
     start_s = clock.monotonic()
     async with EmbeddedCsms(heartbeat_interval_s=300, clock=clock) as csms, asyncio.TaskGroup() as tg:
@@ -153,6 +185,7 @@ async def _run(
                 clock=clock,
                 timing=GbtTiming(period_scale=timing_scale),
                 poll_interval_s=None,
+                faults=faults.get(station.station_id),
             )
             scripts.append(
                 tg.create_task(_drive_station(csms, agent, ev, done, number), name=f"ev:{station.station_id}")

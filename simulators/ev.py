@@ -17,6 +17,7 @@ from chargeagent.clock import Clock
 from chargeagent.config import Settings
 from simulators.bms_can import BmsCanNode
 from simulators.bms_mqtt import BmsMqttNode
+from simulators.faults import FaultSchedule
 from simulators.pack import PackSpec, SimulatedBms
 
 
@@ -47,6 +48,7 @@ class SimulatedEv:
         clock: Clock,
         timing: GbtTiming,
         poll_interval_s: float | None,
+        faults: FaultSchedule | None = None,
     ) -> None:
         self.spec = spec
         self.bms = SimulatedBms(spec)
@@ -57,6 +59,7 @@ class SimulatedEv:
             clock=clock,
             timing=timing,
             poll_interval_s=poll_interval_s,
+            schedule=faults.check("can") if faults is not None else None,
         )
 
     async def run(self) -> None:
@@ -69,10 +72,21 @@ class SimulatedEv:
 class SimulatedMqttEv:
     """One plugged-in vehicle whose BMS speaks MQTT (`simulators.bms_mqtt`) instead of CAN."""
 
-    def __init__(self, spec: PackSpec, *, endpoint: MqttEndpoint, station_id: str, clock: Clock) -> None:
+    def __init__(
+        self,
+        spec: PackSpec,
+        *,
+        endpoint: MqttEndpoint,
+        station_id: str,
+        clock: Clock,
+        faults: FaultSchedule | None = None,
+    ) -> None:
         self.spec = spec
         self.bms = SimulatedBms(spec)
-        self.node = BmsMqttNode(self.bms, endpoint=endpoint, station_id=station_id, clock=clock)
+        schedule = faults.check("mqtt") if faults is not None else None
+        self.node = BmsMqttNode(
+            self.bms, endpoint=endpoint, station_id=station_id, clock=clock, schedule=schedule
+        )
 
     async def run(self) -> None:
         await self.node.run()

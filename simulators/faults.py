@@ -48,6 +48,10 @@ class FaultKind(StrEnum):
     RESTORE = "restore"
 
 
+# What each simulated transport cannot do (the table above).
+NOT_ON = {"can": {FaultKind.BROKER_DISCONNECT}, "mqtt": {FaultKind.TRUNCATED_TP}}
+
+
 @dataclass(frozen=True, slots=True)
 class Fault:
     """One fault; `message` names the message type for `drop` (and only for it)."""
@@ -113,3 +117,11 @@ class FaultSchedule:
 
     def __len__(self) -> int:
         return len(self._heap)
+
+    def check(self, transport: str) -> FaultSchedule:
+        """Raise `ConfigError` up front for a fault the `transport` ("can" or "mqtt") cannot carry out."""
+        foreign = NOT_ON[transport]
+        bad = sorted({str(fault) for _, _, fault in self._heap if fault.kind in foreign})
+        if bad:
+            raise ConfigError(f"fault(s) {', '.join(bad)} do not exist on {transport.upper()}")
+        return self

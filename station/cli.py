@@ -72,13 +72,26 @@ def demo(
     timing_scale: Annotated[
         float, typer.Option(help="GB/T message periods × this (1 = the standard's timing; slower to run).")
     ] = 4.0,
+    fault: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="STATION=AT_S:FAULT[,AT_S:FAULT...]: that station's BMS misbehaves AT_S simulated seconds "
+            "into charging, e.g. CS-LFP-HOT=300:drop:BCS (faults: silent, drop:NAME, out_of_range, "
+            "corrupt, truncated_tp, overtemperature, insulation, restore). Repeatable."
+        ),
+    ] = None,
 ) -> None:
     """Embedded CSMS + 3 stations charging simulated packs over CAN, on a virtual clock; writes a report."""
     from chargeagent.vtime import run_virtual  # noqa: PLC0415
-    from simulators.demo import run_demo, summary_row, write_demo_report  # noqa: PLC0415
+    from simulators.demo import parse_faults, run_demo, summary_row, write_demo_report  # noqa: PLC0415
 
     overrides: dict[str, Any] = {} if _state.log_level else {"log": {"level": "warning"}}
     settings = _settings(overrides)
+    try:
+        faults = parse_faults(fault or [])
+    except ConfigError as exc:
+        typer.echo(f"chargeagent: {exc}", err=True)
+        raise typer.Exit(2) from None
     wall_start = time.perf_counter()
     with Progress(
         TextColumn("{task.description:<14}"),
@@ -95,7 +108,7 @@ def demo(
             progress.update(bars[station_id], completed=soc * 100)
 
         result = run_virtual(
-            run_demo(timing_scale=timing_scale, base_settings=settings, progress=on_progress)
+            run_demo(timing_scale=timing_scale, base_settings=settings, progress=on_progress, faults=faults)
         )
     wall_s = time.perf_counter() - wall_start
     table = Table(title=f"chargeagent demo — {result.virtual_minutes:.0f} simulated min in {wall_s:.1f} s")

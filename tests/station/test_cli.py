@@ -165,3 +165,9 @@ async def test_transaction_events_survive_an_outage_and_kill_9_then_end_with_pow
 def energy_wh(event: dict[str, Any]) -> float:
     values = event["meterValue"][0]["sampledValue"]
     return float(next(v["value"] for v in values if v["measurand"] == "Energy.Active.Import.Register"))
+
+
+def test_demo_with_an_unknown_fault_exits_2_before_running():
+    result = run_cli("demo", "--fault", "CS-NEW-WARM=30:meltdown", timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith("chargeagent: unknown fault 'meltdown' (known: ")
