@@ -8,7 +8,9 @@ the timing of a remote stop (which would add each transport's stop latency; on t
 is several control steps). Compared from the TransactionEvents the CSMS received: the energy register at
 Ended, the SoC and the output current of the last periodic meter value. Tolerances, and why:
 - energy (~105 Wh): each BMS checks its target once per telemetry period (GB/T BCS 250 ms; the MQTT
-  node's 250 ms), so it overshoots by up to one period at ~55 kW, ~4 Wh, in either run: +-5 Wh;
+  node's 250 ms), so either run overshoots by 0 to one period at ~55 kW (0-4 Wh), and after the stop
+  the current falls to 0 within the transport's stop exchange (GB/T BST/CST on CAN, the stop message and
+  a scheduling delay in real time on MQTT; seen up to ~2 Wh): the runs may differ by ~6 Wh: +-8 Wh;
 - SoC: the BMS reports whole percent (GB/T BCS resolution 1 %, the MQTT payload mirrors it): ±1 point;
 - current: the plan and the envelope are the same code, but their inputs arrive at each transport's
   resolution: GB/T reports cell temperature in whole °C (BCS/BSM), so the CAN plan sees 26 °C where MQTT
@@ -37,7 +39,7 @@ from simulators.ev import SimulatedEv, SimulatedMqttEv, can_link_factory, mqtt_l
 from simulators.pack import PackSpec
 from station.agent import StationAgent
 
-ENERGY_TOLERANCE_WH = 5.0
+ENERGY_TOLERANCE_WH = 8.0
 # 0.2 % of 150 Ah x ~355 V is ~107 Wh: about 7 s of charging at ~55 kW, several 1 s meter values.
 SPEC = PackSpec("nmc", 150.0, 0.95, 96, 0.300, 0.302, 25.0, 25.0, 200.0)
 LONG_SPEC = dataclasses.replace(SPEC, target_soc=0.8)  # for the faults: still charging when they hit
