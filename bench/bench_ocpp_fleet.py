@@ -37,6 +37,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 EPOCH = datetime(2026, 6, 1, tzinfo=UTC)
 METER_PERIOD_S = 10.0
+METER_STEP_S = METER_PERIOD_S + 0.001  # past the core's TxUpdatedInterval despite float rounding
 
 
 def rss_kib() -> int:
@@ -61,6 +62,13 @@ class Timings:
         self.latencies_s.append(time.perf_counter() - began)
 
 
+def start_offsets(n: int, staggered: bool) -> list[float]:
+    """When each station boots and starts its transaction (virtual s): all at 0 ("burst": a CSMS restart,
+    every station reconnecting at once), or spread evenly over one meter period ("staggered": stations
+    that booted and plugged in at different times, as in a real fleet)."""
+    return [i * METER_PERIOD_S / n if staggered else 0.0 for i in range(n)]
+
+
 def transaction_messages(station_id: str, k: int) -> list[Any]:
     """Started, k x Updated, Ended as our core builds them (pure; used by both kinds)."""
     from station.protocol.station import StationCore, StationInfo  # noqa: PLC0415
@@ -80,7 +88,7 @@ def transaction_messages(station_id: str, k: int) -> list[Any]:
     return out + core.end_transaction(1, EPOCH, StopReason.REMOTE, None)
 
 
-async def run_agents(csms: Any, n: int, k: int, timings: Timings) -> int:
+async def run_agents(csms: Any, n: int, k: int, timings: Timings, staggered: bool) -> int:
     from chargeagent.clock import LoopClock  # noqa: PLC0415
     from chargeagent.config import load_settings  # noqa: PLC0415
     from station import ocpp_v201  # noqa: PLC0415
@@ -104,24 +112,28 @@ async def run_agents(csms: Any, n: int, k: int, timings: Timings) -> int:
     clock = LoopClock(epoch=EPOCH)
     before = rss_kib()
     agents = []
+    base = load_settings(  # parsed once; each station's is a copy, as the wire fleet simulator makes them
+        overrides={
+            "ocpp": {"csms_url": csms.url, "meter_interval_s": METER_PERIOD_S, "heartbeat_interval_s": 3600},
+            "policy": {"model_enabled": False},
+        }
+    )
     for i in range(n):
-        settings = load_settings(
-            overrides={
-                "station": {"id": f"A{i:05d}"},
-                "ocpp": {
-                    "csms_url": csms.url,
-                    "meter_interval_s": METER_PERIOD_S,
-                    "heartbeat_interval_s": 3600,
-                },
-                "policy": {"model_enabled": False},
-            }
-        )
+        settings = base.model_copy(update={"station": base.station.model_copy(update={"id": f"A{i:05d}"})})
         agents.append(StationAgent(settings, clock=clock, bms_factory=lambda: None))  # type: ignore[arg-type,return-value]
-    tasks = [asyncio.create_task(a.run()) for a in agents]
+    offsets = start_offsets(n, staggered)
+
+    async def start(agent: Any, offset_s: float) -> None:
+        await clock.sleep(offset_s)
+        await agent.run()
+
+    tasks = [asyncio.create_task(start(a, offsets[i])) for i, a in enumerate(agents)]
     await asyncio.gather(*(a.booted.wait() for a in agents))
     grown = rss_kib() - before
 
     async def transaction(agent: Any, i: int) -> None:
+        await clock.sleep(offsets[i])
+        await agent.booted.wait()  # run() starts from a clean (rebooted) core: transact after the boot
         core = agent.core
         _, pending = core.on_request_start(
             id_token={"idToken": "B", "type": "Central"}, remote_start_id=i, evse_id=1
@@ -130,7 +142,7 @@ async def run_agents(csms: Any, n: int, k: int, timings: Timings) -> int:
             core.start_transaction(pending, charging_profile=None, now=clock.now(), now_s=clock.monotonic())
         )
         for j in range(1, k + 1):
-            await clock.sleep(METER_PERIOD_S)
+            await clock.sleep(METER_STEP_S)
             core.record_sample(1, MeterSample(j * 100.0, 50_000.0, 125.0, 400.0, 0.5, 30.0))
             agent.enqueue(core.meter_update(1, clock.now(), clock.monotonic()))
         from bms_link.models import StopReason  # noqa: PLC0415
@@ -138,6 +150,7 @@ async def run_agents(csms: Any, n: int, k: int, timings: Timings) -> int:
         agent.enqueue(core.end_transaction(1, clock.now(), StopReason.REMOTE, None))
         while len(agent.outbox):
             await clock.sleep(0.1)
+        await clock.sleep(1.0)  # the non-queued follow-ups (StatusNotification) complete too
 
     await asyncio.gather(*(transaction(a, i) for i, a in enumerate(agents)))
     for task in tasks:
@@ -146,7 +159,7 @@ async def run_agents(csms: Any, n: int, k: int, timings: Timings) -> int:
     return grown
 
 
-async def run_baseline(csms: Any, n: int, k: int, timings: Timings) -> int:
+async def run_baseline(csms: Any, n: int, k: int, timings: Timings, staggered: bool) -> int:
     import websockets  # noqa: PLC0415
     from ocpp.charge_point import camel_to_snake_case  # noqa: PLC0415
     from ocpp.v201 import ChargePoint, call  # noqa: PLC0415
@@ -162,7 +175,10 @@ async def run_baseline(csms: Any, n: int, k: int, timings: Timings) -> int:
         reader = asyncio.create_task(cp.start())
         stations.append((cp, ws, reader))
 
-    async def boot(cp: Any) -> None:
+    offsets = start_offsets(n, staggered)
+
+    async def boot(cp: Any, offset_s: float) -> None:
+        await clock.sleep(offset_s)
         await timings.timed(
             lambda: cp.call(
                 call.BootNotification(charging_station={"model": "m", "vendor_name": "v"}, reason="PowerUp")
@@ -179,26 +195,32 @@ async def run_baseline(csms: Any, n: int, k: int, timings: Timings) -> int:
             )
         )
 
-    await asyncio.gather(*(boot(cp) for cp, _, _ in stations))
+    await asyncio.gather(*(boot(cp, offsets[i]) for i, (cp, _, _) in enumerate(stations)))
     grown = rss_kib() - before
 
-    async def transaction(cp: Any, messages: list[Any]) -> None:
+    async def transaction(cp: Any, messages: list[Any], offset_s: float) -> None:
+        await clock.sleep(offset_s)
         for j, message in enumerate(messages):
             if 0 < j <= k:
-                await clock.sleep(METER_PERIOD_S)
+                await clock.sleep(METER_STEP_S)
             kwargs = camel_to_snake_case(message.payload)
             request = call.TransactionEvent(**kwargs)
             await timings.timed(functools.partial(cp.call, request))
 
     plans = [transaction_messages(f"B{i:05d}", k) for i in range(n)]
-    await asyncio.gather(*(transaction(cp, plan) for (cp, _, _), plan in zip(stations, plans, strict=True)))
+    await asyncio.gather(
+        *(
+            transaction(cp, plan, offsets[i])
+            for i, ((cp, _, _), plan) in enumerate(zip(stations, plans, strict=True))
+        )
+    )
     for _, ws, reader in stations:
         reader.cancel()
         await ws.close()
     return grown
 
 
-def worker(kind: str, n: int, k: int) -> dict[str, Any]:
+def worker(kind: str, n: int, k: int, staggered: bool = False) -> dict[str, Any]:
     from chargeagent.logs import configure_logging  # noqa: PLC0415
     from chargeagent.vtime import run_virtual  # noqa: PLC0415
     from simulators.csms import EmbeddedCsms  # noqa: PLC0415
@@ -213,7 +235,7 @@ def worker(kind: str, n: int, k: int) -> dict[str, Any]:
 
         async with EmbeddedCsms(clock=LoopClock(epoch=EPOCH), response_timeout_s=120) as csms:
             began = time.perf_counter()
-            grown = await (run_agents if kind == "agent" else run_baseline)(csms, n, k, timings)
+            grown = await (run_agents if kind == "agent" else run_baseline)(csms, n, k, timings, staggered)
             return grown, time.perf_counter() - began
 
     grown, wall_s = run_virtual(main())
@@ -235,34 +257,41 @@ def main() -> None:
     )
     parser.add_argument("--agents", type=int, nargs="+", default=[100, 1000])
     parser.add_argument("--meter-values", type=int, default=6)
+    parser.add_argument(
+        "--start", choices=["staggered", "burst"], nargs="+", default=["staggered", "burst"],
+        help="when stations boot and transact: spread over a meter period, or all at once",
+    )  # fmt: skip
     parser.add_argument("--worker", choices=["agent", "baseline"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        print(json.dumps(worker(args.worker, args.agents[0], args.meter_values)))
+        staggered = args.start == ["staggered"]
+        print(json.dumps(worker(args.worker, args.agents[0], args.meter_values, staggered)))
         return
     k = args.meter_values
     print(f"python {sys.version.split()[0]}; {k} meter values per transaction, 10 s apart (virtual)")
-    header = f"{'N':>6} {'kind':<9}{'calls':>8}{'failed':>7}{'calls/s':>10}{'p50 ms':>9}{'p99 ms':>9}"
-    header += f"{'KiB/station':>13}"
+    header = f"{'start':<10}{'N':>6} {'kind':<9}{'calls':>8}{'failed':>7}{'calls/s':>10}{'p50 ms':>9}"
+    header += f"{'p99 ms':>9}{'KiB/station':>13}"
     print(header)
-    for n in args.agents:
-        rows = {}
-        for kind in ("baseline", "agent"):
-            done = subprocess.run(
-                [sys.executable, __file__, "--worker", kind, "--agents", str(n), "--meter-values", str(k)],
-                cwd=REPO, capture_output=True, text=True, check=True,
-            )  # fmt: skip
-            rows[kind] = r = json.loads(done.stdout.strip().splitlines()[-1])
+    for start in args.start:
+        for n in args.agents:
+            rows = {}
+            for kind in ("baseline", "agent"):
+                done = subprocess.run(
+                    [sys.executable, __file__, "--worker", kind, "--agents", str(n), "--meter-values", str(k),
+                     "--start", start],
+                    cwd=REPO, capture_output=True, text=True, check=True,
+                )  # fmt: skip
+                rows[kind] = r = json.loads(done.stdout.strip().splitlines()[-1])
+                print(
+                    f"{start:<10}{n:>6} {kind:<9}{r['calls']:>8}{r['failed']:>7}{r['calls_per_s']:>10.0f}"
+                    f"{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}{r['rss_kib_per_station']:>13.1f}"
+                )
+            a, b = rows["agent"], rows["baseline"]
             print(
-                f"{n:>6} {kind:<9}{r['calls']:>8}{r['failed']:>7}{r['calls_per_s']:>10.0f}{r['p50_ms']:>9.2f}"
-                f"{r['p99_ms']:>9.2f}{r['rss_kib_per_station']:>13.1f}"
+                f"{start:<10}{n:>6} {'ratio':<9}{'':>8}{'':>7}{a['calls_per_s'] / b['calls_per_s']:>9.2f}x"
+                f"{a['p50_ms'] / b['p50_ms']:>8.2f}x{a['p99_ms'] / b['p99_ms']:>8.2f}x"
+                f"{a['rss_kib_per_station'] / max(b['rss_kib_per_station'], 1e-9):>12.2f}x"
             )
-        a, b = rows["agent"], rows["baseline"]
-        print(
-            f"{n:>6} {'ratio':<9}{'':>8}{'':>7}{a['calls_per_s'] / b['calls_per_s']:>9.2f}x"
-            f"{a['p50_ms'] / b['p50_ms']:>8.2f}x{a['p99_ms'] / b['p99_ms']:>8.2f}x"
-            f"{a['rss_kib_per_station'] / max(b['rss_kib_per_station'], 1e-9):>12.2f}x"
-        )
 
 
 if __name__ == "__main__":

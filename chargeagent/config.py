@@ -59,6 +59,7 @@ class OcppSettings(_Section):
     heartbeat_interval_s: PositiveS = 300.0  # until the CSMS's BootNotification response says otherwise
     meter_interval_s: PositiveS = 60.0  # SampledDataCtrlr.TxUpdatedInterval
     websocket_ping_interval_s: Annotated[float, Field(ge=0.0)] = 30.0  # OCPPCommCtrlr.WebSocketPingInterval
+    websocket_compression: bool = True  # offer permessage-deflate (RFC 7692); the CSMS decides
     reconnect_min_s: PositiveS = 2.0  # OCPPCommCtrlr.RetryBackOffWaitMinimum
     reconnect_max_s: PositiveS = 120.0
     reconnect_random_s: Annotated[float, Field(ge=0.0)] = 2.0  # RetryBackOffRandomRange

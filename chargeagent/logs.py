@@ -49,7 +49,14 @@ def configure_logging(
     else:
         renderer = structlog.dev.ConsoleRenderer(colors=False)
     structlog.configure(
-        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        # filter_by_level first: structlog's stdlib BoundLogger runs the whole chain (timestamp included)
+        # before the stdlib level check, so a debug line cost as much as a printed one. It reads the
+        # stdlib logger's effective level on each call, so a SIGHUP level change applies at once.
+        processors=[
+            structlog.stdlib.filter_by_level,
+            *shared,
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=False,

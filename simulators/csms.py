@@ -105,8 +105,15 @@ class EmbeddedCsms(CsmsCalls):
         ssl_context: ssl.SSLContext | None = None,
         basic_auth: Mapping[str, str] | None = None,
         versions: Sequence[str] = (SUBPROTOCOL,),
+        compression: bool = False,
     ) -> None:
         """`boot_statuses` scripts the n-th BootNotification per station; the last one repeats.
+
+        `compression`: accept permessage-deflate (RFC 7692) when a station offers it. Off by default: the
+        embedded CSMS serves stations on loopback or a LAN, where compressing every frame only costs CPU
+        and ~70 KiB of zlib state per connection (bench/bench_ocpp_fleet.py), and uncompressed frames
+        are what a packet capture of a test shows. Stations offer it by default
+        (`ocpp.websocket_compression`): a real CSMS over a cellular link may well accept.
 
         `versions`: the OCPP subprotocols served, in the CSMS's order of preference (`ocpp2.0.1`,
         `ocpp1.6`); of those a station offers, the first here wins.
@@ -118,6 +125,7 @@ class EmbeddedCsms(CsmsCalls):
         if not versions or any(v not in SUPPORTED_VERSIONS for v in versions):
             raise ConfigError(f"versions must be non-empty, from {list(SUPPORTED_VERSIONS)}")
         self.versions = tuple(versions)
+        self.compression = compression
         unknown = [s for s in boot_statuses if s not in BOOT_STATUSES]
         if not boot_statuses or unknown:
             raise ConfigError(f"boot_statuses must be non-empty, from {sorted(BOOT_STATUSES)}")
@@ -159,6 +167,7 @@ class EmbeddedCsms(CsmsCalls):
             # would also time out spuriously when a virtual-time loop jumps ahead.
             ping_interval=None,
             ssl=self._ssl,
+            compression="deflate" if self.compression else None,
         )
         self._port = self._server.sockets[0].getsockname()[1]
         log.info("csms_started", url=self.url)

@@ -9,14 +9,23 @@ with one future per message id (`call_raw`). `CsmsCallError` is what a CALLERROR
 from __future__ import annotations
 
 import asyncio
+import functools
+import inspect
 import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import ocpp.messages
 import structlog
+from ocpp.charge_point import (
+    _raise_key_error,
+    camel_to_snake_case,
+    remove_nones,
+    serialize_as_dict,
+    snake_to_camel_case,
+)
 from ocpp.exceptions import OCPPError
-from ocpp.messages import Call, CallError, CallResult, validate_payload
+from ocpp.messages import Call, CallError, CallResult
 from ocpp.routing import on
 from ocpp.v201 import ChargePoint, call_result
 from websockets.asyncio.server import ServerConnection
@@ -25,6 +34,7 @@ from websockets.exceptions import ConnectionClosed
 from chargeagent.clock import ocpp_timestamp
 from chargeagent.errors import ProtocolError
 from simulators.csms_frames import FrameError, parse_frame
+from station.ocpp_schema import use_compiled, validate_payload
 
 if TYPE_CHECKING:
     from simulators.csms import EmbeddedCsms
@@ -40,6 +50,25 @@ ocpp.messages.ASYNC_VALIDATION = False
 log = structlog.get_logger(__name__)
 
 _F = TypeVar("_F", bound=Callable[..., Any])
+
+
+@functools.cache
+def _snake_key(key: str) -> str:
+    return str(next(iter(camel_to_snake_case({key: None}))))
+
+
+@functools.cache
+def _camel_key(key: str) -> str:
+    return str(next(iter(snake_to_camel_case({key: None}))))
+
+
+def _keys(data: Any, convert: Callable[[str], str]) -> Any:
+    """Every dict key inside `data` through `convert` (what the library's case converters do)."""
+    if isinstance(data, dict):
+        return {convert(key): _keys(value, convert) for key, value in data.items()}
+    if isinstance(data, list):
+        return [_keys(value, convert) for value in data]
+    return data
 
 
 def _on(action: str) -> Callable[[_F], _F]:
@@ -60,9 +89,11 @@ class StationSession(ChargePoint):  # type: ignore[misc]  # ocpp ships no type h
     """One station's connection: inbound handlers, outbound CALL bookkeeping."""
 
     _results: Any = call_result  # the OCPP version's call_result module (1.6 sessions: ocpp.v16's)
+    _ocpp_version: str  # set by the library's ChargePoint (class attribute of ocpp.v201's / ocpp.v16's)
 
     def __init__(self, station_id: str, connection: ServerConnection, csms: EmbeddedCsms) -> None:
         super().__init__(station_id, connection, response_timeout=csms.response_timeout_s)
+        self._ocpp_version = use_compiled(self._ocpp_version)  # same schemas, compiled (station.ocpp_schema)
         self._csms = csms
         self._log = log.bind(station_id=station_id)
         self._pending: dict[str, tuple[str, asyncio.Future[CallResult | CallError]]] = {}
@@ -112,6 +143,34 @@ class StationSession(ChargePoint):  # type: ignore[misc]  # ocpp ships no type h
                 self._log.warning("ocpp_unexpected_response", message_id=msg.unique_id)
             else:
                 pending[1].set_result(msg)
+
+    async def _handle_call(self, msg: Call) -> None:
+        """The library's `_handle_call` (route, validate, call the `@on` handler, answer, `@after`), with
+        the payload keys converted through a per-key cache: the library runs two regexes per key of every
+        payload, in both directions, which was the CSMS's largest cost per call (bench_ocpp_fleet.py).
+        The conversions themselves are the library's, one key at a time. Raises `OCPPError` as it does."""
+        handlers = self.route_map.get(msg.action, {})
+        handler = handlers.get("_on_action")
+        if handler is None:
+            _raise_key_error(msg.action, self._ocpp_version)
+        await validate_payload(msg, self._ocpp_version)
+        kwargs = _keys(msg.payload, _snake_key)
+        try:
+            response = handler(**kwargs)
+            if inspect.isawaitable(response):
+                response = await response
+        except Exception as exc:  # as the library: an InternalError CALLERROR, logged
+            self._log.exception("csms_handler_failed", action=msg.action)
+            await self._send(msg.create_call_error(exc).to_json())
+            return
+        result = msg.create_call_result(_keys(remove_nones(serialize_as_dict(response)), _camel_key))
+        await validate_payload(result, self._ocpp_version)
+        await self._send(result.to_json())
+        after = handlers.get("_after_action")
+        if after is not None:
+            pending = after(**kwargs)
+            if inspect.isawaitable(pending):
+                asyncio.ensure_future(pending)  # noqa: RUF006 -- as the library: after-hooks may call out
 
     async def _send(self, message: str) -> None:
         self._log.debug("ocpp_out", size_bytes=len(message))

@@ -25,7 +25,7 @@ class StationSession16(StationSession):
     _results = call_result  # ocpp.v16's: BootNotification and Heartbeat come from the 2.0.1 session
 
     def _id_tag_info(self, id_tag: str) -> dict[str, str]:
-        info = self._csms._id_token_info({"idToken": id_tag, "type": "ISO14443"})
+        info = self._csms._id_token_info({"id_token": id_tag, "type": "ISO14443"})  # as 2.0.1 kwargs arrive
         return {"status": info["status"]}  # 1.6 AuthorizationStatus has the same Accepted/Invalid/... values
 
     @_on("Authorize")

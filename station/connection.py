@@ -133,6 +133,7 @@ async def connect_forever(
                 ping_timeout=settings.websocket_ping_interval_s or None,
                 close_timeout=2.0,  # a dead link must not hold the reconnect for websockets' default 10 s
                 max_size=2**20,
+                compression="deflate" if settings.websocket_compression else None,
                 additional_headers=options.headers,
                 ssl=options.ssl_context,
             ) as ws:

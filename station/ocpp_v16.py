@@ -16,12 +16,11 @@ from typing import Any
 
 import structlog
 from ocpp.charge_point import snake_to_camel_case
-from ocpp.exceptions import OCPPError
-from ocpp.v16 import ChargePoint, call
+from ocpp.v16 import ChargePoint
 from ocpp.v16 import call_result as results
 
 from chargeagent.errors import ProtocolError
-from chargeagent.tasks import checkpoint
+from station.ocpp_schema import use_compiled
 from station.ocpp_v201 import RoutingMixin, StationHooks, _after, _on, _snake
 from station.protocol.availability import on_change_availability, on_reset
 from station.protocol.device_model import DeviceModel
@@ -67,6 +66,7 @@ class OcppChargePoint16(RoutingMixin, ChargePoint):  # type: ignore[misc]
         device_model: DeviceModel,
     ) -> None:
         super().__init__(station_id, connection, response_timeout=response_timeout_s)
+        self._ocpp_version = use_compiled(self._ocpp_version)  # same schemas, compiled (station.ocpp_schema)
         self.core, self.hooks, self.txs = core, hooks, transactions
         self.device_model = device_model
         self.clock_now = clock_now
@@ -92,17 +92,7 @@ class OcppChargePoint16(RoutingMixin, ChargePoint):  # type: ignore[misc]
         return response
 
     async def _call(self, v16: V16Call) -> dict[str, Any]:
-        kwargs = {_snake(key): value for key, value in v16.payload.items()}
-        try:
-            result = await self.call(getattr(call, v16.action)(**kwargs), suppress=False)
-        except OCPPError as exc:
-            raise ProtocolError(f"{v16.action} rejected by CSMS: {exc}") from exc
-        except TimeoutError as exc:
-            raise ProtocolError(f"{v16.action}: no response within {self._response_timeout}s") from exc
-        finally:
-            checkpoint()  # the library's wait_for may have swallowed our cancellation (see chargeagent.tasks)
-        answer: dict[str, Any] = snake_to_camel_case({k: v for k, v in vars(result).items() if v is not None})
-        return answer
+        return await self.call_payload(v16.action, v16.payload)
 
     # --- remote control --------------------------------------------------------------------------
     @_on("RemoteStartTransaction")

@@ -207,3 +207,30 @@ async def test_a_csms_that_stops_answering_pings_is_dropped_and_reconnected():
     assert connections[1] is not None
     assert connections[1] is not connections[0]  # the station gave up on the silent link and reconnected
     assert any(e["event"] == "csms_connection_lost" for e in logs)
+
+
+@pytest.mark.parametrize(
+    ("csms_accepts", "station_offers", "negotiated"),
+    [(True, True, True), (False, True, False), (True, False, False)],
+)
+async def test_permessage_deflate_is_used_only_when_both_ends_want_it(
+    csms_accepts: bool, station_offers: bool, negotiated: bool
+) -> None:
+    """`ocpp.websocket_compression` (station) and `EmbeddedCsms(compression=...)`: RFC 7692 is negotiated
+    in the handshake; a TransactionEvent-sized exchange works either way."""
+    sid = f"DEFLATE-{int(csms_accepts)}{int(station_offers)}"
+    async with EmbeddedCsms(compression=csms_accepts) as csms:
+        ocpp = {"csms_url": csms.url, "websocket_compression": station_offers}
+        settings = load_settings(overrides={"station": {"id": sid}, "ocpp": ocpp})
+        agent = StationAgent(settings, clock=LoopClock(), bms_factory=lambda: pytest.fail("unused"))
+        task = asyncio.create_task(agent.run())
+        try:
+            await csms.wait_for(sid, "StatusNotification", timeout_s=10)
+            connection = csms._sessions[sid]._connection
+            extensions = connection.request.headers.get("Sec-WebSocket-Extensions", "")
+            answered = connection.response.headers.get("Sec-WebSocket-Extensions", "")
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        assert ("permessage-deflate" in extensions) is station_offers
+        assert ("permessage-deflate" in answered) is negotiated
