@@ -100,7 +100,7 @@ class ApiServer:
         return web.Response(body=body, headers={"Content-Type": content_type})
 
     async def _openapi(self, _: web.Request) -> web.Response:
-        return web.json_response(openapi_document())
+        return web.json_response(openapi_document(self.agent.settings.station.charger_max_current_a))
 
     async def _override(self, request: web.Request) -> web.Response:
         denied = self._check_token(request)
@@ -161,13 +161,21 @@ def _error(code: int, message: str) -> web.Response:
     return web.json_response({"error": message}, status=code)
 
 
-def openapi_document() -> dict[str, Any]:
-    """OpenAPI 3.1 for the routes above; component schemas are the pydantic models' JSON Schemas."""
+def openapi_document(rating_a: float | None = None) -> dict[str, Any]:
+    """OpenAPI 3.1 for the routes above; component schemas are the pydantic models' JSON Schemas.
+
+    `rating_a` (the station's `charger_max_current_a`): the highest cap an override may set, as the
+    device model's ChargeAgent.MaxCurrent maxLimit; a served document states it.
+    """
     schemas = {}
     for model in (Status, PlanView, OverrideRequest):
         schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
         schemas.update(schema.pop("$defs", {}))
         schemas[model.__name__] = schema
+    if rating_a is not None:
+        cap = schemas["OverrideRequest"]["properties"]["max_current_a"]
+        number = next(branch for branch in cap["anyOf"] if branch.get("type") == "number")
+        number["maximum"] = rating_a
     error = {"type": "object", "properties": {"error": {"type": "string"}}, "required": ["error"]}
     schemas["Error"] = error
 
@@ -207,6 +215,17 @@ def openapi_document() -> dict[str, Any]:
                 "get": {"summary": "Prometheus metrics", "responses": {"200": ok(None, "text/plain")}}
             },
             "/": {"get": {"summary": "Dashboard", "responses": {"200": ok(None, "text/html")}}},
+            "/openapi.json": {
+                "get": {
+                    "summary": "This document",
+                    "responses": {
+                        "200": {
+                            "description": "OK",
+                            "content": {"application/json": {"schema": {"type": "object"}}},
+                        }
+                    },
+                }
+            },
         },
         "components": {
             "schemas": schemas,
