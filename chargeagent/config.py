@@ -45,6 +45,7 @@ class StationSettings(_Section):
     firmware_version: Annotated[str, Field(max_length=50)] = "0.1.0"
     charger_max_current_a: Annotated[float, Field(gt=0.0, le=1000.0)] = 250.0
     charger_max_voltage_v: Annotated[float, Field(gt=0.0, le=1500.0)] = 1000.0
+    charger_max_power_kw: Annotated[float | None, Field(gt=0.0, le=1000.0)] = None  # None: A-limited only
     ramp_up_a_per_s: Annotated[float, Field(gt=0.0)] = 50.0
     # Where the station keeps what must survive a restart (the transaction outbox). Relative paths are
     # relative to the working directory; an edge install sets an absolute path on persistent storage.

@@ -41,10 +41,15 @@ class EnvelopeLimits:
     # is not held back; the BMS's own CV request is the primary taper, this is the backstop.
     voltage_hold_band_fraction: float = 0.0
     voltage_taper_span_fraction: float = 0.01
+    # A DC charger's power stage is rated in kW as well as A: 50 kW at 125 A holds only up to 400 V; an
+    # 800 V pack gets 62.5 A. None: current-limited only.
+    charger_max_power_w: float | None = None
 
     def __post_init__(self) -> None:
+        values = [getattr(self, f.name) for f in fields(self)]
         checks = (
-            (_finite(*(getattr(self, f.name) for f in fields(self))), "every limit must be finite"),
+            (_finite(*(v for v in values if v is not None)), "every limit must be finite"),
+            (self.charger_max_power_w is None or self.charger_max_power_w > 0.0, "charger_max_power_w > 0"),
             (
                 self.charger_max_current_a >= 0.0 and self.charger_max_voltage_v > 0.0,
                 "charger maxima must be > 0",
@@ -75,6 +80,13 @@ class Decision:
     binding_constraint: str
     explanation: str
     stop: bool = False
+
+
+def charger_max_a(limits: EnvelopeLimits, pack_voltage_v: float) -> float:
+    """The charger's current rating, and its power rating at the pack's voltage when it has one."""
+    if limits.charger_max_power_w is None or pack_voltage_v <= 0.0:
+        return limits.charger_max_current_a
+    return min(limits.charger_max_current_a, limits.charger_max_power_w / pack_voltage_v)
 
 
 def _finite(*values: float) -> bool:
@@ -152,7 +164,7 @@ def decide(
         ("bms_max_current", t.max_charge_current_a),
         ("thermal_derate", fraction * t.max_charge_current_a),
         ("voltage_guard", _voltage_guard(t, previous_a, limits)),
-        ("charger_max", limits.charger_max_current_a),
+        ("charger_max", charger_max_a(limits, t.pack_voltage_v)),
         ("csms_limit", csms_limit_a),
         ("grid_limit", grid_limit_a),
         ("operator_limit", operator_limit_a),
@@ -237,7 +249,7 @@ def _explain(
         return f"{head}: soft start, up from {previous_a:.1f} A at {rate:.1f} A/s over {dt_s:.2f} s."
     text = {
         "bms_max_current": f"BMS maximum charge current {t.max_charge_current_a:.1f} A",
-        "charger_max": f"charger maximum output current {limits.charger_max_current_a:.1f} A",
+        "charger_max": _charger_max_text(limits, t.pack_voltage_v),
         "csms_limit": "the CSMS charging profile limit",
         "grid_limit": "the grid operator limit",
         "operator_limit": "the station operator's override (cap or pause)",
@@ -247,6 +259,13 @@ def _explain(
         "fallback_cc_cv": "the CC-CV fallback curve",
     }
     return f"{head}: {text.get(name, name)}."
+
+
+def _charger_max_text(limits: EnvelopeLimits, pack_voltage_v: float) -> str:
+    current_a = charger_max_a(limits, pack_voltage_v)
+    if current_a < limits.charger_max_current_a and limits.charger_max_power_w is not None:
+        return f"charger maximum power {limits.charger_max_power_w / 1000:.1f} kW at {pack_voltage_v:.1f} V"
+    return f"charger maximum output current {limits.charger_max_current_a:.1f} A"
 
 
 def cc_cv_current_a(

@@ -13,6 +13,14 @@ the cable is plugged in and the CSMS sends RequestStartTransaction; at `disconne
 A replayed session is stopped from the CSMS (RequestStopTransaction) once its logged energy is in.
 Results are a `simulators.fleet.FleetResult` (docs/fleet.md says where each field comes from), so
 `simulators.fleet_output` writes the same files; the OCPP side lives in `simulators.fleet_wire_ocpp`.
+
+Against an external CSMS (`csms_url`, the CLI's `--csms-url`) the run is in **real time** (a CSMS in
+another process keeps wall-clock time; a virtual clock would jump past its answers), and the site cannot
+script the CSMS: each station's power limit is its own rating (`station.charger_max_power_kw`), and the
+driver starts and ends each charge at the station by presenting the idToken `FLEET-<session>` (type
+ISO14443; OCPP 2.0.1 C01/E07: Authorize, then TransactionEvent Started; the same token again stops a
+replayed session once its energy is in). The CSMS must accept those tokens. Energy per session is the
+agents' own meter (what they reported); the CSMS's view stays with the CSMS, so there is no journal.
 """
 
 from __future__ import annotations
@@ -49,7 +57,7 @@ from simulators.fleet_group import STEP_S
 from simulators.fleet_wire_ocpp import delivered_kwh, station_max_profile
 from simulators.pack import PackSpec
 from station.agent import StationAgent
-from station.charging import SessionResult, StepRecord
+from station.charging import EVSE_ID, SessionResult, StepRecord
 
 if TYPE_CHECKING:
     from station.api_fleet import FleetApiServer
@@ -62,6 +70,7 @@ log = structlog.get_logger(__name__)
 WIRE_TIMING_SCALE = 4.0
 GBT_MAX_CURRENT_A = 400.0  # GB/T 27930 current fields span -400..+400 A (0.1 A/bit, offset -400 A)
 _DAY_S = 86_400.0
+_START_POLL_S = 0.1  # external CSMS: how often the driver looks whether the transaction has started
 _channel_runs = itertools.count()  # virtual CAN channels are process-wide: one name space per run
 
 
@@ -118,8 +127,11 @@ class WireFleet:
         base_settings: Settings | None = None,
         on_session: Callable[[int, int], None] | None = None,
         api_port: int | None = None,
+        csms_url: str | None = None,
     ) -> None:
-        """`api_port`: also serve the read-only site API (`station.api_fleet`) on loopback (0: any port)."""
+        """`api_port`: also serve the read-only site API (`station.api_fleet`) on loopback (0: any port).
+        `csms_url`: charge against this CSMS instead of the embedded one (real time; module docstring)."""
+        self.csms_url = csms_url
         # Replayed sessions stop at their logged energy (as in fast mode); generated ones at their SoC.
         self.energy_cap_kwh = np.where(np.isfinite(sessions.soc_arrival), np.inf, sessions.energy_kwh)
         self.sessions = _with_generic_vehicles(sessions)
@@ -175,11 +187,15 @@ class WireFleet:
         clock.now()  # anchors the epoch to this loop time
         self._t0 = asyncio.get_running_loop().time()
         try:
-            async with EmbeddedCsms(clock=clock) as csms, asyncio.TaskGroup() as tg:
-                self._csms = csms
+            async with contextlib.AsyncExitStack() as stack:
+                csms = None
+                if self.csms_url is None:
+                    csms = self._csms = await stack.enter_async_context(EmbeddedCsms(clock=clock))
+                tg = await stack.enter_async_context(asyncio.TaskGroup())
+                url = csms.url if csms is not None else str(self.csms_url)
                 agents = []
                 for st in self.stations:
-                    st.agent = self._agent(st, clock, csms.url)
+                    st.agent = self._agent(st, clock, url)
                     agents.append(tg.create_task(st.agent.run(), name=f"agent:{st.station_id}"))
                 if self.api is not None:
                     agents.append(tg.create_task(self.api.run(), name="fleet-api"))
@@ -214,6 +230,9 @@ class WireFleet:
                 "policy": base.policy.model_copy(update={"model_enabled": self.policy_enabled}),
             }
         )
+        if self.csms_url is not None:  # no CSMS profile to set it: the station's own power rating
+            station = settings.station.model_copy(update={"charger_max_power_kw": self.station_power_kw})
+            settings = settings.model_copy(update={"station": station})
 
         def on_end(result: SessionResult) -> None:
             self._session_ended(st, result, clock.monotonic())
@@ -227,23 +246,24 @@ class WireFleet:
             on_session_end=on_end,
         )
 
-    async def _drive(self, st: _Station, csms: EmbeddedCsms) -> None:
+    async def _drive(self, st: _Station, csms: EmbeddedCsms | None) -> None:
         """The site's script for one station: its power limit over OCPP, then each session in turn."""
         agent = st.agent
         assert agent is not None
         await agent.booted.wait()
-        await self._call(
-            csms,
-            st.station_id,
-            "SetChargingProfile",
-            station_max_profile(self.start_s, self.station_power_kw),
-        )
+        if csms is not None:
+            await self._call(
+                csms,
+                st.station_id,
+                "SetChargingProfile",
+                station_max_profile(self.start_s, self.station_power_kw),
+            )
         for row in st.rows:
             await self._sleep_until(float(self.sessions.connection_s[row]))
             leave_s = min(float(self.sessions.disconnect_s[row]), self.end_s)
             await self._session(st, csms, row, leave_s)
 
-    async def _session(self, st: _Station, csms: EmbeddedCsms, row: int, leave_s: float) -> None:
+    async def _session(self, st: _Station, csms: EmbeddedCsms | None, row: int, leave_s: float) -> None:
         agent = st.agent
         assert agent is not None
         ev = SimulatedEv(
@@ -263,11 +283,14 @@ class WireFleet:
         async with asyncio.TaskGroup() as tg:
             ev_task = tg.create_task(ev.run(), name=f"ev:{st.station_id}:{row}")
             agent.plug_in()
-            start = {"idToken": {"idToken": f"FLEET-{row + 1}", "type": "Central"}, "evseId": 1}
-            answer = await self._call(
-                csms, st.station_id, "RequestStartTransaction", {**start, "remoteStartId": row + 1}
-            )
-            started = answer is not None and answer.get("status") == "Accepted"
+            if csms is None:
+                started = await self._start_locally(st, row, leave_s)
+            else:
+                start = {"idToken": {"idToken": f"FLEET-{row + 1}", "type": "Central"}, "evseId": 1}
+                answer = await self._call(
+                    csms, st.station_id, "RequestStartTransaction", {**start, "remoteStartId": row + 1}
+                )
+                started = answer is not None and answer.get("status") == "Accepted"
             if started:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout_at(self._loop_time(leave_s)):
@@ -281,11 +304,30 @@ class WireFleet:
             await st.ended.wait()  # the old link has closed before the next car joins the channel
         self._finish_session(st)
 
-    async def _charge(self, st: _Station, csms: EmbeddedCsms, row: int) -> None:
-        """Until the session ends; a replayed one is stopped from the CSMS once its logged energy is in
-        (the driver ends the charge in the app: RequestStopTransaction, OCPP 2.0.1 F03)."""
+    async def _start_locally(self, st: _Station, row: int, leave_s: float) -> bool:
+        """The driver presents the session's idToken at the station; True once a transaction runs (the
+        CSMS authorized it), False when none has started by departure (refused: counted as a failure)."""
+        agent = st.agent
+        assert agent is not None
+        agent.present_id_token(_fleet_token(row))
+        while agent.core.transaction(EVSE_ID) is None and not st.ended.is_set():
+            if asyncio.get_running_loop().time() >= self._loop_time(leave_s):
+                self.result.failures.append(f"{st.station_id}: no transaction for session {row + 1}")
+                return False
+            await asyncio.sleep(_START_POLL_S)
+        return True
+
+    async def _charge(self, st: _Station, csms: EmbeddedCsms | None, row: int) -> None:
+        """Until the session ends; a replayed one is stopped once its logged energy is in: by the driver
+        in the app (RequestStopTransaction from the CSMS, OCPP 2.0.1 F03) or, against an external CSMS,
+        with the same idToken at the station (E07)."""
         await st.wake.wait()
         if st.ended.is_set():
+            return
+        if csms is None:
+            assert st.agent is not None
+            st.agent.present_id_token(_fleet_token(row))
+            await st.ended.wait()
             return
         started = [r.payload for r in csms.received(st.station_id, "TransactionEvent")]
         tx_ids = [
@@ -380,6 +422,8 @@ class WireFleet:
         out.reached_target[row] = tally.cap_reached or tally.ev.bms.soc >= self.target_soc[row] - 1e-3
         if tally.result is not None and self.policy_enabled:
             out.plan_source[row] = tally.result.plan_source
+        if self.csms_url is not None and tally.result is not None:  # no CSMS journal: the agent's meter
+            out.delivered_kwh[row] = tally.result.energy_wh / 1000.0
         if tally.t_s:
             t = np.asarray(tally.t_s)
             dt = np.diff(t, append=t[-1])  # a step's current flows until the next step
@@ -411,6 +455,14 @@ class WireFleet:
         )
 
 
+def _fleet_token(row: int) -> dict[str, str]:
+    return {"idToken": f"FLEET-{row + 1}", "type": "ISO14443"}
+
+
 def run_wire(sessions: Sessions, **options: Any) -> WireResult:
-    """Run wire mode to the end on a fresh virtual-time loop (`WireFleet` options)."""
-    return run_virtual(WireFleet(sessions, **options).run())
+    """Run wire mode to the end (`WireFleet` options): on a fresh virtual-time loop with the embedded
+    CSMS, in real time against an external one (`csms_url`)."""
+    fleet = WireFleet(sessions, **options)
+    if fleet.csms_url is not None:
+        return asyncio.run(fleet.run())
+    return run_virtual(fleet.run())

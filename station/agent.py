@@ -96,6 +96,7 @@ class StationAgent:
             charger_max_current_a=st.charger_max_current_a,
             charger_max_voltage_v=st.charger_max_voltage_v,
             ramp_up_a_per_s=st.ramp_up_a_per_s,
+            charger_max_power_w=None if st.charger_max_power_kw is None else st.charger_max_power_kw * 1000.0,
         )
         self.policy = curve_policy(settings, self.limits)
         # The device model lives next to the outbox (<data_dir>/<station id>/); in memory when the outbox is.

@@ -40,6 +40,13 @@ def simulate(
     api_port: Annotated[
         int | None, typer.Option(help="Wire mode: serve the site's read-only API + page on 127.0.0.1:PORT.")
     ] = None,
+    csms_url: Annotated[
+        str | None,
+        typer.Option(
+            help="Wire mode against this CSMS (ws:// or wss://; the station id is appended), in REAL time; "
+            "it must accept the idTokens FLEET-<session>. Default: the embedded CSMS, virtual time."
+        ),
+    ] = None,
 ) -> None:
     """Simulate a site: sessions, site load at 1/15 min, sim_report.html (wire mode: + ocpp_log.jsonl)."""
     from policy.forecast_io import InputFileError, parse_utc  # noqa: PLC0415
@@ -65,9 +72,13 @@ def simulate(
         _fail(str(exc))
     cap_kw = _grid_cap(grid_cap_kw if grid_cap_kw is not None else config.site.grid_cap_kw, mode)
     tariff = config.tariff.tariff() if config.tariff is not None else None
-    _check_mode_options(mode, price_aware=price_aware, has_tariff=tariff is not None, api_port=api_port)
+    _check_mode_options(
+        mode, price_aware=price_aware, has_tariff=tariff is not None, api_port=api_port, csms_url=csms_url
+    )
     if mode == "wire":
-        _simulate_wire(evs, start_s, days, power_kw, policy == "model", out, config.site.name, api_port)
+        _simulate_wire(
+            evs, start_s, days, power_kw, policy == "model", out, config.site.name, api_port, csms_url
+        )
         return
     sim = FleetSimulator(
         evs,
@@ -117,8 +128,12 @@ def _simulate_wire(
     out: Path,
     site_name: str,
     api_port: int | None = None,
+    csms_url: str | None = None,
 ) -> None:
-    """Wire mode: one real agent per station, OCPP over loopback websockets, GB/T on virtual CAN."""
+    """Wire mode: one real agent per station, OCPP over websockets (the embedded CSMS on loopback and
+    virtual time, or `csms_url` in real time), GB/T on virtual CAN."""
+    import asyncio  # noqa: PLC0415
+
     from chargeagent.vtime import run_virtual  # noqa: PLC0415
     from simulators.fleet_output import summary, write_outputs  # noqa: PLC0415
     from simulators.fleet_wire import WireFleet  # noqa: PLC0415
@@ -141,17 +156,24 @@ def _simulate_wire(
             base_settings=settings,
             on_session=lambda done, total: bar.update(task, completed=done, total=total),
             api_port=api_port,
+            csms_url=csms_url,
         )
         if api_port is not None:
             console.print(f"site API and page: http://127.0.0.1:{api_port or '<free port>'}/")
+        if csms_url is not None:
+            console.print(f"charging against {csms_url} in real time (Ctrl-C ends the run, outputs kept)")
         try:
-            run_virtual(fleet.run())
+            if csms_url is None:
+                run_virtual(fleet.run())
+            else:
+                asyncio.run(fleet.run())
         except KeyboardInterrupt:
             interrupted = True
     wall_s = time.perf_counter() - began
     result = fleet.result
     paths = write_outputs(out, evs, result.fleet)
-    paths["ocpp_log"] = write_ocpp_log(out / "ocpp_log.jsonl", result.received, result.sent)
+    if csms_url is None:  # the embedded CSMS's journal; an external CSMS keeps its own
+        paths["ocpp_log"] = write_ocpp_log(out / "ocpp_log.jsonl", result.received, result.sent)
     table = Table(
         title=f"{site_name}: {len(fleet.stations)} stations, {days} days, wire mode"
         + (" (interrupted)" * interrupted)
@@ -160,9 +182,10 @@ def _simulate_wire(
     table.add_column("value", justify="right")
     for key, value in summary(evs, result.fleet).items():
         table.add_row(key, f"{value:,.2f}")
-    table.add_row(
-        "OCPP calls (station to CSMS, CSMS to station)", f"{len(result.received)}, {len(result.sent)}"
-    )
+    if csms_url is None:
+        table.add_row(
+            "OCPP calls (station to CSMS, CSMS to station)", f"{len(result.received)}, {len(result.sent)}"
+        )
     table.add_row("failed calls", str(len(result.failures)))
     table.add_row("sessions per second (wall)", f"{result.sessions_done / max(wall_s, 1e-9):,.2f}")
     console.print(table)
@@ -173,7 +196,11 @@ def _simulate_wire(
         raise typer.Exit(130)
 
 
-def _check_mode_options(mode: str, *, price_aware: bool, has_tariff: bool, api_port: int | None) -> None:
+def _check_mode_options(
+    mode: str, *, price_aware: bool, has_tariff: bool, api_port: int | None, csms_url: str | None = None
+) -> None:
+    if csms_url is not None and (mode != "wire" or not csms_url.startswith(("ws://", "wss://"))):
+        _fail("--csms-url needs --mode wire and a ws:// or wss:// URL")
     if price_aware and (not has_tariff or mode == "wire"):
         _fail("--price-aware needs a [tariff] in the site file, and --mode fast")
     if api_port is not None and mode != "wire":

@@ -404,3 +404,25 @@ def test_operator_cap_and_pause_bind_and_nan_is_refused() -> None:
     assert paused.current_a == 0.0 and paused.binding_constraint == "operator_limit" and not paused.stop
     assert run(None).current_a == 150.0  # no override: the proposal
     assert run(float("nan")).binding_constraint == "invalid_input"
+
+
+@pytest.mark.parametrize(
+    ("pack_v", "expected_a", "binding"), [(370.0, 135.1, "charger_max"), (180.0, 200.0, "bms_request")]
+)
+def test_a_power_rated_charger_caps_the_current_at_its_power_over_the_pack_voltage(
+    pack_v: float, expected_a: float, binding: str
+) -> None:
+    """50 kW: 135 A into a 370 V pack (below the 300 A current rating and the 200 A request); a 180 V
+    pack could take 278 A, so the BMS's 200 A request binds instead."""
+    limits = replace(LIMITS, charger_max_power_w=50_000.0)
+    t = telemetry(pack_voltage_v=pack_v, max_pack_voltage_v=max(403.2, pack_v))
+    decision = run(t, limits=limits)
+    assert decision.current_a == pytest.approx(expected_a, abs=0.1)
+    assert decision.binding_constraint == binding
+    if binding == "charger_max":
+        assert "50.0 kW at 370.0 V" in decision.explanation
+
+
+def test_a_power_rating_must_be_positive() -> None:
+    with pytest.raises(ConfigError, match="charger_max_power_w"):
+        EnvelopeLimits(300.0, 750.0, charger_max_power_w=0.0)

@@ -19,6 +19,8 @@ at the DC output, GB/T 0.1 A / 0.1 V / 1 °C resolution, the BMS's own current r
 from __future__ import annotations
 
 import json
+import math
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -206,3 +208,54 @@ def test_the_site_api_serves_every_agent_while_the_wire_fleet_runs(tmp_path: Pat
     run_virtual(main())
     assert seen and {s.station_id for s in seen[-1]} == set(sessions.station_id)
     assert any(e.transaction_id for s in seen[-1] for e in s.evses)  # caught one charging
+
+
+def test_wire_mode_charges_against_an_external_csms_in_real_time(tmp_path: Path) -> None:
+    """`--csms-url`: the CSMS is another process (`chargeagent csms`), time is real, sessions start and
+    stop with the driver's idToken at the station, the power limit is the station's own rating."""
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import _free_port
+
+    port = _free_port()
+    csms = subprocess.Popen(
+        [sys.executable, "-m", "station.cli", "csms", "--port", str(port)],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        cwd=Path(__file__).resolve().parents[2],
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            assert time.monotonic() < deadline and csms.poll() is None, "the CSMS did not come up"
+            time.sleep(0.1)
+        start_s = float(math.floor(time.time()))
+        stamp = lambda s: datetime.fromtimestamp(start_s + s, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")  # noqa: E731
+        csv_path = tmp_path / "SESSIONS.csv"
+        csv_path.write_text(
+            "session_id,station_id,connection_time,disconnect_time,kwh_delivered\n"
+            f"a,EXT-1,{stamp(2)},{stamp(30)},0.040\n"
+            f"b,EXT-2,{stamp(3)},{stamp(30)},0.030\n"
+        )
+        replay = read_sessions_csv(csv_path, station_power_kw=POWER_KW)
+        wire = run_wire(
+            replay, start_s=start_s, days=1, station_power_kw=POWER_KW, policy_enabled=False,
+            csms_url=f"ws://127.0.0.1:{port}/ocpp",
+        )  # fmt: skip
+    finally:
+        csms.terminate()
+        journal, _ = csms.communicate(timeout=30)
+    assert wire.failures == []
+    assert wire.received == []  # the external CSMS keeps its own journal
+    assert np.allclose(wire.fleet.outcome.delivered_kwh, [0.040, 0.030], atol=0.01)
+    assert wire.fleet.outcome.reached_target.all()
+    for station in ("EXT-1", "EXT-2"):  # what the CSMS process saw
+        lines = [line for line in journal.splitlines() if station in line]
+        assert any("Authorize" in line for line in lines), journal[-2000:]
+        assert any("TransactionEvent" in line and "Started" in line for line in lines)
+        assert any("TransactionEvent" in line and "Ended" in line for line in lines)

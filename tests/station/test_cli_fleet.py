@@ -112,3 +112,10 @@ def test_simulate_price_aware_reports_the_cost_and_needs_a_tariff(tmp_path: Path
     assert no_tariff.returncode == 2 and "--price-aware needs a [tariff]" in no_tariff.stderr
     fast_api = run_cli("simulate", "--api-port", "0", "--out", str(tmp_path / "o"))
     assert fast_api.returncode == 2 and "--api-port needs --mode wire" in fast_api.stderr
+
+
+def test_simulate_csms_url_needs_wire_mode_and_a_websocket_url(tmp_path: Path) -> None:
+    fast = run_cli("simulate", "--csms-url", "ws://127.0.0.1:9/ocpp", "--out", str(tmp_path / "o"))
+    assert fast.returncode == 2 and "--csms-url needs --mode wire" in fast.stderr
+    http = run_cli("simulate", "--mode", "wire", "--csms-url", "http://x/ocpp", "--out", str(tmp_path / "o"))
+    assert http.returncode == 2 and "ws:// or wss://" in http.stderr
