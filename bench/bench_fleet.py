@@ -1,6 +1,6 @@
 """Fast-mode fleet simulation speed: station-steps per second at 1-min steps, with a same-run baseline.
 
-    .venv/bin/python bench/bench_fleet.py [--days 7] [--stations 100 1000]
+    .venv/bin/python bench/bench_fleet.py [--days 7] [--stations 100 1000] [--ray]
 
 For each site size: the uncontrolled-charging aggregator (`simulators.arrivals.site_load_kw`: no pack
 physics, no envelope, no policy — the kind of model EV2Gym/ACN-Sim-style simulators run) as the baseline,
@@ -16,7 +16,7 @@ import argparse
 import time
 
 from policy.plan import CurvePolicy
-from simulators.arrivals import generate_sessions, site_load_kw
+from simulators.arrivals import Sessions, generate_sessions, site_load_kw
 from simulators.fleet import FleetSimulator
 from simulators.fleet_output import summary
 from simulators.site_config import load_site
@@ -29,6 +29,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--days", type=int, default=7)
     parser.add_argument("--stations", type=int, nargs="+", default=[100, 1000])
+    parser.add_argument("--ray", action="store_true", help="also 1 and 2 Ray workers ([scale] extra)")
     args = parser.parse_args()
     site = load_site(DEFAULT_SITE)
     steps = args.days * 1440
@@ -70,6 +71,32 @@ def main() -> None:
             )
             if policy is None and not capped:
                 uncapped_peak_kw = s["peak_site_kw"]
+        if args.ray:
+            ray_rows(sessions, stations, args.days, steps)
+
+
+def ray_rows(sessions: Sessions, stations: int, days: int, steps: int) -> None:
+    """The learned-curve run partitioned over a local Ray runtime with 1 and 2 workers (the [scale]
+    extra). Timed from submission to merged result; the runtime's start-up is printed apart."""
+    import ray  # noqa: PLC0415
+
+    from simulators.fleet_ray import run_on_ray  # noqa: PLC0415
+
+    t0 = time.perf_counter()
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    print(f"{'':>8} (local Ray runtime started in {time.perf_counter() - t0:.1f} s)")
+    try:
+        for workers in (1, 2):
+            _, timings = run_on_ray(
+                sessions, ray_address="auto", workers=workers, policy=True,
+                start_s=START_S, days=days, station_power_kw=22.0,
+            )  # fmt: skip
+            wall_s = timings["simulate_s"]
+            label = f"ray, learned curve, {workers} worker{'s' * (workers > 1)}"
+            rate = stations * steps / wall_s
+            print(f"{stations:>8} {label:<32} {len(sessions):>8} {wall_s:>8.2f} {rate:>16,.0f}")
+    finally:
+        ray.shutdown()
 
 
 if __name__ == "__main__":

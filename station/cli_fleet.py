@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -16,6 +16,7 @@ from chargeagent.errors import ChargeAgentError
 
 if TYPE_CHECKING:
     from simulators.arrivals import Sessions
+    from simulators.fleet import FleetResult
 
 console = Console()
 DEFAULT_SITE = Path(__file__).resolve().parent.parent / "config" / "sites" / "workplace.toml"
@@ -40,6 +41,16 @@ def simulate(
     api_port: Annotated[
         int | None, typer.Option(help="Wire mode: serve the site's read-only API + page on 127.0.0.1:PORT.")
     ] = None,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            help="Fast mode on a Ray cluster ([scale] extra): auto | HOST:PORT | local; stations are "
+            "partitioned across workers and the results merged (no site grid cap)."
+        ),
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="With --ray-address: partitions (default: the cluster's CPUs).")
+    ] = None,
     csms_url: Annotated[
         str | None,
         typer.Option(
@@ -50,10 +61,7 @@ def simulate(
 ) -> None:
     """Simulate a site: sessions, site load at 1/15 min, sim_report.html (wire mode: + ocpp_log.jsonl)."""
     from policy.forecast_io import InputFileError, parse_utc  # noqa: PLC0415
-    from policy.plan import CurvePolicy  # noqa: PLC0415
     from simulators.arrivals import generate_sessions, read_sessions_csv  # noqa: PLC0415
-    from simulators.fleet import FleetSimulator  # noqa: PLC0415
-    from simulators.fleet_output import summary, write_outputs  # noqa: PLC0415
     from simulators.site_config import load_site  # noqa: PLC0415
 
     if mode not in ("fast", "wire"):
@@ -75,48 +83,83 @@ def simulate(
     _check_mode_options(
         mode, price_aware=price_aware, has_tariff=tariff is not None, api_port=api_port, csms_url=csms_url
     )
+    if ray_address is not None and (mode != "fast" or cap_kw is not None):
+        _fail("--ray-address runs --mode fast without a site grid cap (a cap couples every station)")
     if mode == "wire":
         _simulate_wire(
             evs, start_s, days, power_kw, policy == "model", out, config.site.name, api_port, csms_url
         )
         return
-    sim = FleetSimulator(
-        evs,
-        start_s=start_s,
-        days=days,
-        station_power_kw=power_kw,
-        policy=CurvePolicy() if policy == "model" else None,
-        grid_cap_kw=cap_kw,
-        tariff=tariff,
-        price_aware=price_aware,
-    )
-    n_stations = stations or config.site.stations
+    options: dict[str, Any] = {"start_s": start_s, "days": days, "station_power_kw": power_kw,
+                               "tariff": tariff, "price_aware": price_aware}  # fmt: skip
     began = time.perf_counter()
     interrupted = False
+    if ray_address is not None:
+        result = _simulate_on_ray(evs, ray_address, workers, model=policy == "model", options=options)
+    else:
+        result, interrupted = _simulate_here(evs, model=policy == "model", cap_kw=cap_kw, options=options)
+    wall_s = time.perf_counter() - began
+    n_stations = stations or config.site.stations
+    title = f"{config.site.name}: {n_stations} stations, {days} days" + " (interrupted)" * interrupted
+    _report_fast(evs, result, out, title, n_stations * result.site_load_kw.size / max(wall_s, 1e-9))
+    if interrupted:
+        raise typer.Exit(130)
+
+
+def _simulate_here(
+    evs: Sessions, *, model: bool, cap_kw: float | None, options: dict[str, Any]
+) -> tuple[FleetResult, bool]:
+    """Fast mode on this machine, with a progress bar; (result, interrupted by Ctrl-C)."""
+    from policy.plan import CurvePolicy  # noqa: PLC0415
+    from simulators.fleet import FleetSimulator  # noqa: PLC0415
+
+    sim = FleetSimulator(evs, policy=CurvePolicy() if model else None, grid_cap_kw=cap_kw, **options)
     columns = (TextColumn("simulating"), BarColumn(), TextColumn("day {task.completed}/{task.total}"))
     with Progress(*columns, TimeElapsedColumn(), console=console, transient=True) as bar:
         task = bar.add_task("days", total=sim.result.chunks_total)
         try:
             sim.run(on_chunk=lambda done, _total: bar.update(task, completed=done))
         except KeyboardInterrupt:
-            interrupted = True
-    wall_s = time.perf_counter() - began
-    paths = write_outputs(out, evs, sim.result)
-    table = Table(
-        title=f"{config.site.name}: {n_stations} stations, {days} days" + (" (interrupted)" * interrupted)
-    )
+            return sim.result, True
+    return sim.result, False
+
+
+def _report_fast(evs: Sessions, result: FleetResult, out: Path, title: str, steps_per_s: float) -> None:
+    from simulators.fleet_output import summary, write_outputs  # noqa: PLC0415
+
+    paths = write_outputs(out, evs, result)
+    table = Table(title=title)
     table.add_column("what")
     table.add_column("value", justify="right")
-    for key, value in summary(evs, sim.result).items():
+    for key, value in summary(evs, result).items():
         table.add_row(key, f"{value:,.2f}")
-    station_steps = (
-        n_stations * sim.result.site_load_kw.size * sim.result.chunks_done / max(1, sim.result.chunks_total)
-    )
-    table.add_row("station-steps per second (1-min steps)", f"{station_steps / max(wall_s, 1e-9):,.0f}")
+    done = result.chunks_done / max(1, result.chunks_total)  # an interrupted run did part of the days
+    table.add_row("station-steps per second (1-min steps)", f"{steps_per_s * done:,.0f}")
     console.print(table)
     console.print("outputs: " + ", ".join(str(p) for p in paths.values()))
-    if interrupted:
-        raise typer.Exit(130)
+
+
+def _simulate_on_ray(
+    evs: Sessions, address: str, workers: int | None, *, model: bool, options: dict[str, Any]
+) -> FleetResult:
+    try:
+        from simulators.fleet_ray import run_on_ray  # noqa: PLC0415
+    except ModuleNotFoundError as exc:
+        _fail(f"--ray-address needs the [scale] extra (pip install 'chargeagent[scale]'): {exc}")
+    columns = (TextColumn("ray"), BarColumn(), TextColumn("partitions {task.completed}/{task.total}"))
+    with Progress(*columns, TimeElapsedColumn(), console=console, transient=True) as bar:
+        task = bar.add_task("partitions", total=None)
+        try:
+            result, timings = run_on_ray(
+                evs, ray_address=address, workers=workers, policy=model,
+                on_part=lambda done, total: bar.update(task, completed=done, total=total), **options,
+            )  # fmt: skip
+        except ChargeAgentError as exc:
+            _fail(str(exc))
+    console.print(
+        f"ray: connected in {timings['connect_s']:.1f} s, simulated in {timings['simulate_s']:.1f} s"
+    )
+    return result
 
 
 def _simulate_wire(

@@ -119,3 +119,17 @@ def test_simulate_csms_url_needs_wire_mode_and_a_websocket_url(tmp_path: Path) -
     assert fast.returncode == 2 and "--csms-url needs --mode wire" in fast.stderr
     http = run_cli("simulate", "--mode", "wire", "--csms-url", "http://x/ocpp", "--out", str(tmp_path / "o"))
     assert http.returncode == 2 and "ws:// or wss://" in http.stderr
+
+
+def test_simulate_on_a_local_ray_runtime_writes_what_one_machine_writes(tmp_path: Path) -> None:
+    args = ["simulate", "--stations", "4", "--days", "1", "--seed", "2", "--policy", "cc-cv"]
+    here = run_cli(*args, "--out", str(tmp_path / "here"))
+    ray = run_cli(
+        *args, "--ray-address", "local", "--workers", "2", "--out", str(tmp_path / "ray"), timeout=240
+    )
+    assert here.returncode == 0, here.stderr
+    assert ray.returncode == 0, ray.stderr[-2000:]
+    assert "ray: connected in" in ray.stdout
+    assert (tmp_path / "ray" / "sessions.csv").read_text() == (tmp_path / "here" / "sessions.csv").read_text()
+    capped = run_cli(*args, "--ray-address", "local", "--grid-cap-kw", "50", "--out", str(tmp_path / "c"))
+    assert capped.returncode == 2 and "site grid cap" in capped.stderr

@@ -103,6 +103,10 @@ def _break(draw: st.DrawFn, payload: dict[str, Any], schema: dict[str, Any], roo
 def test_compiled_and_library_validation_agree(
     version: str, message_type: int, action: str, data: st.DataObject
 ) -> None:
+    if compiled_validator(message_type, action, version) is None:  # the library's Decimal-float schemas
+        assert (version, action) in {("1.6", "SetChargingProfile"), ("1.6", "RemoteStartTransaction"),
+                                     ("1.6", "GetCompositeSchedule")}  # fmt: skip
+        return  # (the library caches one validator per schema: it may be the Decimal one, see the module)
     library = get_validator(message_type, action, version)
     root = library.schema
     payload = data.draw(instance(root, root))
@@ -112,10 +116,6 @@ def test_compiled_and_library_validation_agree(
     library_ok = not list(library.iter_errors(payload))
     is_call = message_type == MessageType.Call
     message = Call("1", action, payload) if is_call else CallResult("1", payload, action)
-    if compiled_validator(message_type, action, version) is None:  # the library's Decimal-float schemas
-        assert (version, action) in {("1.6", "SetChargingProfile"), ("1.6", "RemoteStartTransaction"),
-                                     ("1.6", "GetCompositeSchedule")}  # fmt: skip
-        return
     assert accepts(message, version) == library_ok, payload
 
 
