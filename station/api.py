@@ -110,11 +110,14 @@ class ApiServer:
             body = OverrideRequest.model_validate(await request.json())
         except (json.JSONDecodeError, ValidationError, UnicodeDecodeError) as exc:
             return _error(400, f"bad override: {str(exc).splitlines()[0]}")
+        rating_a = self.agent.limits.charger_max_current_a
+        if body.max_current_a is not None and body.max_current_a > rating_a:  # as the document's maximum
+            return _error(400, f"max_current_a {body.max_current_a:g} is above the rating {rating_a:g} A")
         data = []
         if body.model_enabled is not None:
             data.append((MODEL_ENABLED, str(body.model_enabled).lower()))
         if body.max_current_a is not None or body.clear_cap:
-            cap = self.agent.limits.charger_max_current_a if body.clear_cap else body.max_current_a
+            cap = rating_a if body.clear_cap else body.max_current_a
             data.append((MAX_CURRENT, f"{cap:g}"))
         if body.paused is not None:
             data.append((PAUSED, str(body.paused).lower()))

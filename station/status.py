@@ -92,7 +92,10 @@ class PlanView(_Model):
 
 
 class OverrideRequest(_Model):
-    """POST /api/override: any subset; null max_current_a removes the cap."""
+    """POST /api/override: any subset; null max_current_a removes the cap. Strict: a state change takes
+    JSON booleans and numbers as the schema says (0 is not false), found by fuzzing the API."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     model_enabled: bool | None = None
     max_current_a: float | None = Field(default=None, ge=0.0)
