@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Coroutine, MutableMapping
+from collections.abc import MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +28,7 @@ from bms_link.gbt import GbtTiming
 from bms_link.models import ChargeCommand, PackTelemetry, StopReason
 from chargeagent.clock import LoopClock
 from chargeagent.errors import ConfigError
+from chargeagent.vtime import run_virtual
 from simulators.bms_can import BmsCanNode
 from simulators.faults import Fault, FaultKind, FaultSchedule
 from simulators.pack import PackSpec, SimulatedBms
@@ -77,15 +78,6 @@ CASES = {
 }  # fmt: skip
 
 
-def run(main: Coroutine[Any, Any, None]) -> None:
-    try:
-        from chargeagent.vtime import run_virtual
-    except ImportError:
-        asyncio.run(main)
-    else:
-        run_virtual(main)
-
-
 def _command(telemetry: PackTelemetry) -> ChargeCommand:
     return ChargeCommand(
         output_voltage_v=telemetry.pack_voltage_v, output_current_a=min(telemetry.request.current_a, 200.0)
@@ -131,7 +123,7 @@ def _charge_with(case: Case) -> tuple[dict[str, Any], list[MutableMapping[str, A
         outcome.update(link=link, node=node, outputs=outputs)
 
     with capture_logs() as logs:
-        run(main())
+        run_virtual(main())  # protocol time: simulated seconds in milliseconds
     return outcome, logs
 
 
