@@ -114,7 +114,12 @@ async def run_agents(csms: Any, n: int, k: int, timings: Timings, staggered: boo
     agents = []
     base = load_settings(  # parsed once; each station's is a copy, as the wire fleet simulator makes them
         overrides={
-            "ocpp": {"csms_url": csms.url, "meter_interval_s": METER_PERIOD_S, "heartbeat_interval_s": 3600},
+            "ocpp": {
+                "csms_url": csms.url,
+                "meter_interval_s": METER_PERIOD_S,
+                "heartbeat_interval_s": 3600,
+                "compiled_validation": True,
+            },  # as the wire fleet runs many agents
             "policy": {"model_enabled": False},
         }
     )

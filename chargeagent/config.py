@@ -61,6 +61,9 @@ class OcppSettings(_Section):
     meter_interval_s: PositiveS = 60.0  # SampledDataCtrlr.TxUpdatedInterval
     websocket_ping_interval_s: Annotated[float, Field(ge=0.0)] = 30.0  # OCPPCommCtrlr.WebSocketPingInterval
     websocket_compression: bool = True  # offer permessage-deflate (RFC 7692); the CSMS decides
+    # Validate with the ocpp schemas compiled (fastjsonschema): ~20x faster per message, ~0.45 MiB per
+    # message type. Worth it for many stations in one process (the wire fleet), not for one edge agent.
+    compiled_validation: bool = False
     reconnect_min_s: PositiveS = 2.0  # OCPPCommCtrlr.RetryBackOffWaitMinimum
     reconnect_max_s: PositiveS = 120.0
     reconnect_random_s: Annotated[float, Field(ge=0.0)] = 2.0  # RetryBackOffRandomRange

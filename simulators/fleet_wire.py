@@ -218,7 +218,8 @@ class WireFleet:
         settings = base.model_copy(
             update={
                 "station": base.station.model_copy(update={"id": st.station_id}),
-                "ocpp": base.ocpp.model_copy(update={"csms_url": csms_url}),
+                # Thousands of agents share one process: compiled schemas pay for themselves there.
+                "ocpp": base.ocpp.model_copy(update={"csms_url": csms_url, "compiled_validation": True}),
                 "bms": base.bms.model_copy(
                     update={
                         "backend": "can",

@@ -331,11 +331,12 @@ class StationAgent:
             cp = OcppChargePoint16(
                 self.station_id, ws, self.core, self, ocpp.response_timeout_s, self.clock.now,
                 transactions=self._v16_transactions, device_model=self.devices.model,
+                compiled_validation=ocpp.compiled_validation,
             )  # fmt: skip
         else:
             cp = OcppChargePoint(
                 self.station_id, ws, self.core, self, ocpp.response_timeout_s, self.clock.now,
-                device_model=self.devices.model,
+                device_model=self.devices.model, compiled_validation=ocpp.compiled_validation,
             )  # fmt: skip
         async with asyncio.TaskGroup() as tg:
             tg.create_task(cp.start(), name=f"{self.station_id}:ocpp-reader")

@@ -64,9 +64,11 @@ class OcppChargePoint16(RoutingMixin, ChargePoint):  # type: ignore[misc]
         *,
         transactions: V16Transactions,
         device_model: DeviceModel,
+        compiled_validation: bool = False,
     ) -> None:
         super().__init__(station_id, connection, response_timeout=response_timeout_s)
-        self._ocpp_version = use_compiled(self._ocpp_version)  # same schemas, compiled (station.ocpp_schema)
+        if compiled_validation:  # the same schemas, compiled: faster, more memory (station.ocpp_schema)
+            self._ocpp_version = use_compiled(self._ocpp_version)
         self.core, self.hooks, self.txs = core, hooks, transactions
         self.device_model = device_model
         self.clock_now = clock_now

@@ -155,9 +155,11 @@ class OcppChargePoint(RoutingMixin, ChargePoint):  # type: ignore[misc]
         clock_now: Callable[[], datetime],
         *,
         device_model: DeviceModel,
+        compiled_validation: bool = False,
     ) -> None:
         super().__init__(station_id, connection, response_timeout=response_timeout_s)
-        self._ocpp_version = use_compiled(self._ocpp_version)  # same schemas, compiled (station.ocpp_schema)
+        if compiled_validation:  # the same schemas, compiled: faster, more memory (station.ocpp_schema)
+            self._ocpp_version = use_compiled(self._ocpp_version)
         self.core = core
         self.device_model = device_model
         self.hooks = hooks
