@@ -29,6 +29,7 @@ import asyncio
 import contextlib
 import itertools
 import math
+import multiprocessing
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -40,6 +41,7 @@ import structlog
 from bms_link.gbt import GbtTiming
 from chargeagent.clock import LoopClock, ocpp_timestamp
 from chargeagent.config import Settings, load_settings
+from chargeagent.logs import configure_logging
 from chargeagent.vtime import run_virtual
 from policy.aging import step_loss
 from policy.physics_params import Chemistry, cell_params
@@ -128,10 +130,15 @@ class WireFleet:
         on_session: Callable[[int, int], None] | None = None,
         api_port: int | None = None,
         csms_url: str | None = None,
+        session_numbers: np.ndarray | None = None,
     ) -> None:
         """`api_port`: also serve the read-only site API (`station.api_fleet`) on loopback (0: any port).
-        `csms_url`: charge against this CSMS instead of the embedded one (real time; module docstring)."""
+        `csms_url`: charge against this CSMS instead of the embedded one (real time; module docstring).
+        `session_numbers`: each row's number in OCPP ids (idToken FLEET-<n>, remoteStartId); default row + 1
+        (a partition of a bigger site keeps the site's numbers, see `run_wire_processes`)."""
         self.csms_url = csms_url
+        numbers = np.arange(1, len(sessions) + 1) if session_numbers is None else session_numbers
+        self.numbers = [int(k) for k in numbers]
         # Replayed sessions stop at their logged energy (as in fast mode); generated ones at their SoC.
         self.energy_cap_kwh = np.where(np.isfinite(sessions.soc_arrival), np.inf, sessions.energy_kwh)
         self.sessions = _with_generic_vehicles(sessions)
@@ -287,9 +294,10 @@ class WireFleet:
             if csms is None:
                 started = await self._start_locally(st, row, leave_s)
             else:
-                start = {"idToken": {"idToken": f"FLEET-{row + 1}", "type": "Central"}, "evseId": 1}
+                number = self.numbers[row]
+                start = {"idToken": {"idToken": f"FLEET-{number}", "type": "Central"}, "evseId": 1}
                 answer = await self._call(
-                    csms, st.station_id, "RequestStartTransaction", {**start, "remoteStartId": row + 1}
+                    csms, st.station_id, "RequestStartTransaction", {**start, "remoteStartId": number}
                 )
                 started = answer is not None and answer.get("status") == "Accepted"
             if started:
@@ -310,10 +318,12 @@ class WireFleet:
         CSMS authorized it), False when none has started by departure (refused: counted as a failure)."""
         agent = st.agent
         assert agent is not None
-        agent.present_id_token(_fleet_token(row))
+        agent.present_id_token(_fleet_token(self.numbers[row]))
         while agent.core.transaction(EVSE_ID) is None and not st.ended.is_set():
             if asyncio.get_running_loop().time() >= self._loop_time(leave_s):
-                self.result.failures.append(f"{st.station_id}: no transaction for session {row + 1}")
+                self.result.failures.append(
+                    f"{st.station_id}: no transaction for session {self.numbers[row]}"
+                )
                 return False
             await asyncio.sleep(_START_POLL_S)
         return True
@@ -327,14 +337,14 @@ class WireFleet:
             return
         if csms is None:
             assert st.agent is not None
-            st.agent.present_id_token(_fleet_token(row))
+            st.agent.present_id_token(_fleet_token(self.numbers[row]))
             await st.ended.wait()
             return
         started = [r.payload for r in csms.received(st.station_id, "TransactionEvent")]
         tx_ids = [
             p["transactionInfo"]["transactionId"]
             for p in started
-            if p["eventType"] == "Started" and p["transactionInfo"].get("remoteStartId") == row + 1
+            if p["eventType"] == "Started" and p["transactionInfo"].get("remoteStartId") == self.numbers[row]
         ]
         if tx_ids:
             await self._call(csms, st.station_id, "RequestStopTransaction", {"transactionId": tx_ids[-1]})
@@ -446,9 +456,10 @@ class WireFleet:
         if csms is not None:
             self.result.received = csms.received()
             self.result.failures += [f"CSMS internal error: {e}" for e in csms.internal_errors]
-        for row, kwh in delivered_kwh(self.result.received).items():
-            if 0 <= row < len(self.sessions):
-                self.result.fleet.outcome.delivered_kwh[row] = kwh
+        row_of = {number - 1: row for row, number in enumerate(self.numbers)}
+        for key, kwh in delivered_kwh(self.result.received).items():
+            if key in row_of:
+                self.result.fleet.outcome.delivered_kwh[row_of[key]] = kwh
         # An interrupted run keeps the leading days whose sessions all finished (fleet_output writes those).
         fleet, rows_by_day = self.result.fleet, self._rows_by_day
         fleet.chunks_done = next(
@@ -456,8 +467,40 @@ class WireFleet:
         )
 
 
-def _fleet_token(row: int) -> dict[str, str]:
-    return {"idToken": f"FLEET-{row + 1}", "type": "ISO14443"}
+def _fleet_token(number: int) -> dict[str, str]:
+    return {"idToken": f"FLEET-{number}", "type": "ISO14443"}
+
+
+def _run_partition(sessions: Sessions, rows: np.ndarray, options: dict[str, Any]) -> WireResult:
+    """One process's share of `run_wire_processes`: its stations' sessions, numbered as in the site."""
+    from simulators.fleet_ray import subset  # noqa: PLC0415
+
+    configure_logging(level="warning")  # a fresh (spawned) process: the project's log format
+    return run_wire(subset(sessions, rows), session_numbers=rows + 1, **options)
+
+
+def run_wire_processes(sessions: Sessions, processes: int, **options: Any) -> WireResult:
+    """Wire mode with the stations split over `processes` processes (one per core), each with its own
+    embedded CSMS and virtual clock, results merged. Stations never interact in wire mode without a
+    site cap, so this is the one-process run's result (tests/simulators/test_fleet_wire.py checks it);
+    the OCPP journals are concatenated, ordered by time. `processes` <= 1: `run_wire`."""
+    if processes <= 1 or options.get("api_port") is not None:
+        return run_wire(sessions, **options)
+    from simulators.fleet_ray import merge, partition  # noqa: PLC0415
+
+    parts = partition(sessions, processes)
+    if len(parts) <= 1:  # one station, or no sessions at all: nothing to split
+        return run_wire(sessions, **options)
+    context = multiprocessing.get_context("spawn")  # a fresh interpreter: no inherited loop or sockets
+    with context.Pool(len(parts)) as pool:
+        results = pool.starmap(_run_partition, [(sessions, rows, options) for rows in parts])
+    return WireResult(
+        merge(len(sessions), [(rows, r.fleet) for rows, r in zip(parts, results, strict=True)]),
+        received=sorted((x for r in results for x in r.received), key=lambda x: x.at),
+        sent=sorted((x for r in results for x in r.sent), key=lambda x: str(x["at"])),
+        failures=[f for r in results for f in r.failures],
+        sessions_done=sum(r.sessions_done for r in results),
+    )
 
 
 def run_wire(sessions: Sessions, **options: Any) -> WireResult:

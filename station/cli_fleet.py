@@ -17,6 +17,7 @@ from chargeagent.errors import ChargeAgentError
 if TYPE_CHECKING:
     from simulators.arrivals import Sessions
     from simulators.fleet import FleetResult
+    from simulators.fleet_wire import WireResult
 
 console = Console()
 DEFAULT_SITE = Path(__file__).resolve().parent.parent / "config" / "sites" / "workplace.toml"
@@ -51,6 +52,9 @@ def simulate(
     workers: Annotated[
         int | None, typer.Option(help="With --ray-address: partitions (default: the cluster's CPUs).")
     ] = None,
+    processes: Annotated[
+        int, typer.Option(help="Wire mode: split the stations over this many processes (one per core).")
+    ] = 1,
     csms_url: Annotated[
         str | None,
         typer.Option(
@@ -83,12 +87,15 @@ def simulate(
     _check_mode_options(
         mode, price_aware=price_aware, has_tariff=tariff is not None, api_port=api_port, csms_url=csms_url
     )
+    if processes != 1 and (mode != "wire" or api_port is not None or processes < 1):
+        _fail("--processes N (>= 1) is for --mode wire, without --api-port (one process serves the API)")
     if ray_address is not None and (mode != "fast" or cap_kw is not None):
         _fail("--ray-address runs --mode fast without a site grid cap (a cap couples every station)")
     if mode == "wire":
         _simulate_wire(
-            evs, start_s, days, power_kw, policy == "model", out, config.site.name, api_port, csms_url
-        )
+            evs, start_s, days, power_kw, policy == "model", out, config.site.name, api_port, csms_url,
+            processes,
+        )  # fmt: skip
         return
     options: dict[str, Any] = {"start_s": start_s, "days": days, "station_power_kw": power_kw,
                                "tariff": tariff, "price_aware": price_aware}  # fmt: skip
@@ -172,54 +179,35 @@ def _simulate_wire(
     site_name: str,
     api_port: int | None = None,
     csms_url: str | None = None,
+    processes: int = 1,
 ) -> None:
     """Wire mode: one real agent per station, OCPP over websockets (the embedded CSMS on loopback and
-    virtual time, or `csms_url` in real time), GB/T on virtual CAN."""
-    import asyncio  # noqa: PLC0415
-
-    from chargeagent.vtime import run_virtual  # noqa: PLC0415
+    virtual time, or `csms_url` in real time), GB/T on virtual CAN; `processes` > 1 splits the stations."""
     from simulators.fleet_output import summary, write_outputs  # noqa: PLC0415
-    from simulators.fleet_wire import WireFleet  # noqa: PLC0415
     from simulators.fleet_wire_ocpp import write_ocpp_log  # noqa: PLC0415
     from station.cli import _settings, _state  # noqa: PLC0415
 
     # Thousands of agents log every session: warnings only unless --log-level says otherwise.
     settings = _settings({} if _state.log_level else {"log": {"level": "warning"}})
-    columns = (TextColumn("wire"), BarColumn(), TextColumn("sessions {task.completed}/{task.total}"))
+    options: dict[str, Any] = {
+        "start_s": start_s, "days": days, "station_power_kw": power_kw, "policy_enabled": model,
+        "base_settings": settings, "csms_url": csms_url,
+    }  # fmt: skip
+    if api_port is not None:
+        console.print(f"site API and page: http://127.0.0.1:{api_port or '<free port>'}/")
+    if csms_url is not None:
+        console.print(f"charging against {csms_url} in real time (Ctrl-C ends the run, outputs kept)")
     began = time.perf_counter()
-    interrupted = False
-    with Progress(*columns, TimeElapsedColumn(), console=console, transient=True) as bar:
-        task = bar.add_task("sessions", total=None)
-        fleet = WireFleet(
-            evs,
-            start_s=start_s,
-            days=days,
-            station_power_kw=power_kw,
-            policy_enabled=model,
-            base_settings=settings,
-            on_session=lambda done, total: bar.update(task, completed=done, total=total),
-            api_port=api_port,
-            csms_url=csms_url,
-        )
-        if api_port is not None:
-            console.print(f"site API and page: http://127.0.0.1:{api_port or '<free port>'}/")
-        if csms_url is not None:
-            console.print(f"charging against {csms_url} in real time (Ctrl-C ends the run, outputs kept)")
-        try:
-            if csms_url is None:
-                run_virtual(fleet.run())
-            else:
-                asyncio.run(fleet.run())
-        except KeyboardInterrupt:
-            interrupted = True
+    if processes > 1:
+        result, stations, interrupted = _wire_in_processes(evs, processes, options)
+    else:
+        result, stations, interrupted = _wire_in_this_process(evs, api_port, options)
     wall_s = time.perf_counter() - began
-    result = fleet.result
     paths = write_outputs(out, evs, result.fleet)
     if csms_url is None:  # the embedded CSMS's journal; an external CSMS keeps its own
         paths["ocpp_log"] = write_ocpp_log(out / "ocpp_log.jsonl", result.received, result.sent)
     table = Table(
-        title=f"{site_name}: {len(fleet.stations)} stations, {days} days, wire mode"
-        + (" (interrupted)" * interrupted)
+        title=f"{site_name}: {stations} stations, {days} days, wire mode" + (" (interrupted)" * interrupted)
     )
     table.add_column("what")
     table.add_column("value", justify="right")
@@ -237,6 +225,44 @@ def _simulate_wire(
     console.print("outputs: " + ", ".join(str(p) for p in paths.values()))
     if interrupted:
         raise typer.Exit(130)
+
+
+def _wire_in_this_process(
+    evs: Sessions, api_port: int | None, options: dict[str, Any]
+) -> tuple[WireResult, int, bool]:
+    """(result, stations, interrupted by Ctrl-C: the leading finished days are kept)."""
+    import asyncio  # noqa: PLC0415
+
+    from chargeagent.vtime import run_virtual  # noqa: PLC0415
+    from simulators.fleet_wire import WireFleet  # noqa: PLC0415
+
+    columns = (TextColumn("wire"), BarColumn(), TextColumn("sessions {task.completed}/{task.total}"))
+    with Progress(*columns, TimeElapsedColumn(), console=console, transient=True) as bar:
+        task = bar.add_task("sessions", total=None)
+        fleet = WireFleet(
+            evs, api_port=api_port, **options,
+            on_session=lambda done, total: bar.update(task, completed=done, total=total),
+        )  # fmt: skip
+        try:
+            if options["csms_url"] is None:
+                run_virtual(fleet.run())
+            else:
+                asyncio.run(fleet.run())
+        except KeyboardInterrupt:
+            return fleet.result, len(fleet.stations), True
+    return fleet.result, len(fleet.stations), False
+
+
+def _wire_in_processes(
+    evs: Sessions, processes: int, options: dict[str, Any]
+) -> tuple[WireResult, int, bool]:
+    from simulators.fleet_wire import run_wire_processes  # noqa: PLC0415
+
+    columns = (TextColumn(f"wire, {processes} processes"), BarColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True) as bar:
+        bar.add_task("sessions", total=None)
+        result = run_wire_processes(evs, processes, **options)
+    return result, len(set(evs.station_id)), False
 
 
 def _check_mode_options(

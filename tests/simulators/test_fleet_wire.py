@@ -259,3 +259,30 @@ def test_wire_mode_charges_against_an_external_csms_in_real_time(tmp_path: Path)
         assert any("Authorize" in line for line in lines), journal[-2000:]
         assert any("TransactionEvent" in line and "Started" in line for line in lines)
         assert any("TransactionEvent" in line and "Ended" in line for line in lines)
+
+
+def test_two_processes_give_the_one_process_result(runs: Runs) -> None:
+    """`run_wire_processes`: stations split over 2 spawned processes, each with its own embedded CSMS
+    on its own virtual clock; stations never interact without a site cap, so the merged result is the
+    one-process run's, and the OCPP journals keep the site's session numbers."""
+    from simulators.fleet_wire import run_wire_processes
+
+    sessions, _, one = runs
+    two = run_wire_processes(
+        sessions, 2, start_s=START_S, days=1, station_power_kw=POWER_KW, policy_enabled=False
+    )
+    assert two.failures == []
+    assert np.allclose(two.fleet.outcome.delivered_kwh, one.fleet.outcome.delivered_kwh, atol=1e-6)
+    assert np.allclose(two.fleet.site_load_kw, one.fleet.site_load_kw, atol=1e-6)
+    assert two.sessions_done == one.sessions_done
+    # Each process stops when its own stations are done, so stations idle less there: fewer Heartbeats.
+    def calls(result: WireResult) -> list[tuple[str, str]]:
+        return sorted((r.station_id, r.action) for r in result.received if r.action != "Heartbeat")
+
+    assert calls(two) == calls(one) and len(two.sent) == len(one.sent)
+    starts = sorted(
+        s["payload"]["remoteStartId"] for s in two.sent if s["action"] == "RequestStartTransaction"
+    )
+    assert starts == sorted(
+        s["payload"]["remoteStartId"] for s in one.sent if s["action"] == "RequestStartTransaction"
+    )

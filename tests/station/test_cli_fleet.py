@@ -133,3 +133,19 @@ def test_simulate_on_a_local_ray_runtime_writes_what_one_machine_writes(tmp_path
     assert (tmp_path / "ray" / "sessions.csv").read_text() == (tmp_path / "here" / "sessions.csv").read_text()
     capped = run_cli(*args, "--ray-address", "local", "--grid-cap-kw", "50", "--out", str(tmp_path / "c"))
     assert capped.returncode == 2 and "site grid cap" in capped.stderr
+
+
+def test_simulate_wire_mode_over_two_processes_matches_one(tmp_path: Path) -> None:
+    site = tmp_path / "site.toml"
+    site.write_text(QUICK_SITE)
+    args = ["simulate", "--mode", "wire", "--stations", "2", "--days", "1", "--seed", "1",
+            "--site", str(site), "--policy", "cc-cv"]  # fmt: skip
+    one = run_cli(*args, "--out", str(tmp_path / "one"), timeout=240)
+    two = run_cli(*args, "--processes", "2", "--out", str(tmp_path / "two"), timeout=240)
+    assert one.returncode == 0, one.stderr[-2000:]
+    assert two.returncode == 0, two.stderr[-2000:]
+    assert "failed calls" in two.stdout and "wire mode" in two.stdout
+    assert (tmp_path / "two" / "sessions.csv").read_text() == (tmp_path / "one" / "sessions.csv").read_text()
+    assert (tmp_path / "two" / "ocpp_log.jsonl").stat().st_size > 0
+    bad = run_cli("simulate", "--processes", "2", "--out", str(tmp_path / "b"))
+    assert bad.returncode == 2 and "--processes" in bad.stderr
