@@ -22,7 +22,7 @@ import numpy as np
 
 from policy.health_csv import HealthDataError, SessionData, read_charges
 from policy.health_estimators import HealthSpec, SessionEstimate, estimate_session
-from policy.health_forecast import Forecast, Prior, Quantiles, default_prior, forecast
+from policy.health_forecast import Forecast, Prior, Quantiles, default_prior, forecast, unknown_age
 
 __all__ = [
     "Alert",
@@ -134,6 +134,8 @@ def assess_estimates(
     if not estimates:
         raise HealthDataError("history", None, None, "no sessions")
     prior = prior or default_prior(spec.chemistry)
+    if not all(math.isfinite(e.efc_recorded) for e in estimates):
+        prior = unknown_age(prior)  # counted from 0 at the first session: that is not the battery's age
     starts, efc_now = equivalent_full_cycles(estimates, spec)
     efc = np.array(starts)
     cap = np.array([e.capacity_soh for e in estimates])

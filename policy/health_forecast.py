@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 
 import numpy as np
@@ -66,6 +66,21 @@ class Prior:
     knee_fraction: float
     knee_onsets_efc: FloatArray
     knee_slopes_per_efc: FloatArray  # extra fade per EFC after a knee (positive numbers)
+
+
+# A battery first seen at a station without its cycle count (GB/T 27930 carries none) may be new or
+# worn: its SoH at the first session is anywhere from ~0.65 to 1.0, not the population's new-battery
+# intercept. So the intercept's prior sd is widened to this (capacity SoH; resistance growth: x2.5,
+# the surrogate's R ∝ 1 + 2.5 (1 - SoH)), and the first sessions' own estimates decide the level.
+UNKNOWN_AGE_CAPACITY_SD = 0.12
+
+
+def unknown_age(prior: Prior) -> Prior:
+    """`prior` for a battery whose age is unknown: the same slopes, an uninformative starting level."""
+    cap_cov, res_cov = prior.capacity_cov.copy(), prior.resistance_cov.copy()
+    cap_cov[0, 0] += UNKNOWN_AGE_CAPACITY_SD**2
+    res_cov[0, 0] += (RESISTANCE_PER_SOH_LOSS * UNKNOWN_AGE_CAPACITY_SD) ** 2
+    return replace(prior, capacity_cov=cap_cov, resistance_cov=res_cov)
 
 
 def fit_prior(population: Population) -> Prior:

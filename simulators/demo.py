@@ -275,8 +275,9 @@ def write_demo_report(result: DemoResult, path: Path) -> Path:
                 if t.result is not None
             ),
             "est. SoH: the station's capacity estimate from this one charge (docs/health.md), p50 and "
-            "p10-p90. One session per pack is little data: the estimate leans on the population prior "
-            "(a young battery at 0 cycles), and the band is the model's uncertainty, not its bias.",
+            "p10-p90. The station does not know a pack's age (GB/T carries no cycle count), so the level "
+            "comes from this one charge; the band is the estimator's statistical uncertainty, not its bias "
+            "(a single charge reads a few % high on aged packs).",
         ],
     )
 

@@ -54,6 +54,15 @@ class SessionOutcome:
     reached_target: np.ndarray
     plan_source: list[str]
     energy_cost: FloatArray  # under the site's tariff (NaN without one)
+    # The station's own battery-health estimate from the session's charging data, capacity SoH p10/p50/p90
+    # (N, 3), and its alerts ("knee_onset,abnormal_heating"): wire mode, where real agents charge (the
+    # agent's `station.health_recorder`); NaN / "" in fast mode, which runs no agents.
+    est_soh: FloatArray
+    health_alerts: list[str]
+
+    @staticmethod
+    def empty_health(n: int) -> tuple[FloatArray, list[str]]:
+        return np.full((n, 3), np.nan), [""] * n
 
 
 @dataclass
@@ -124,6 +133,7 @@ class FleetSimulator:
                 np.zeros(n, dtype=bool),
                 [""] * n,
                 np.zeros(n) if tariff is not None else np.full(n, np.nan),
+                *SessionOutcome.empty_health(n),
             ),
         )
         day = np.floor((sessions.connection_s - start_s) / _DAY_S).astype(np.int64)

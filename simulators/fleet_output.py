@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import csv
+from collections import Counter
 from datetime import UTC, datetime
 from html import escape
 from pathlib import Path
@@ -14,7 +15,7 @@ import numpy as np
 from policy.forecast_io import format_utc
 from simulators import fleet_parquet
 from simulators.arrivals import Sessions
-from simulators.fleet import FleetResult
+from simulators.fleet import FleetResult, SessionOutcome
 
 SESSION_FIELDS = (
     "session_id",
@@ -33,6 +34,10 @@ SESSION_FIELDS = (
     "reached_target",
     "plan_source",
     "energy_cost",
+    "est_soh_p10",
+    "est_soh_p50",
+    "est_soh_p90",
+    "health_alerts",
 )
 
 
@@ -117,6 +122,11 @@ def _session_columns(sessions: Sessions, result: FleetResult, rows: np.ndarray) 
         "reached_target": o.reached_target[rows].astype(bool),
         "plan_source": [o.plan_source[i] or "cc_cv" for i in rows],
         "energy_cost": np.round(o.energy_cost[rows], 4),  # NaN (empty in the CSV) without a tariff
+        # The agents' own estimate (wire mode; empty in fast mode, which runs no agents).
+        "est_soh_p10": np.round(o.est_soh[rows, 0], 4),
+        "est_soh_p50": np.round(o.est_soh[rows, 1], 4),
+        "est_soh_p90": np.round(o.est_soh[rows, 2], 4),
+        "health_alerts": [o.health_alerts[i] for i in rows],
     }
 
 
@@ -136,7 +146,7 @@ def _csv_text(name: str, values: Any) -> list[str]:
         return [format_utc(float(v)) for v in values]
     if name == "reached_target":
         return [str(int(v)) for v in values]
-    if name == "energy_cost":
+    if name == "energy_cost" or name.startswith("est_soh"):
         return ["" if not np.isfinite(v) else f"{float(v):.4f}" for v in values]
     fmt = _FORMATS.get(name)
     return [fmt.format(float(v)) if fmt else str(v) for v in values]
@@ -148,6 +158,41 @@ def _steps_done(sessions: Sessions, result: FleetResult) -> int:
     done = _simulated_rows(sessions, result)
     end_s = float(sessions.disconnect_s[done].max()) if done.any() else result.start_s
     return int(min(result.site_load_kw.size, max(0.0, (end_s - result.start_s) / result.step_s)))
+
+
+def _health_section(sessions: Sessions, o: SessionOutcome, rows: np.ndarray) -> str:
+    """Each battery's health as the station estimated it (wire mode) against the simulated truth."""
+    from simulators.report import xy_chart  # noqa: PLC0415
+
+    rows = rows[np.isfinite(o.est_soh[rows, 1])]
+    if rows.size == 0:
+        return ""
+    truth = np.asarray(sessions.soh, dtype=np.float64)[rows]
+    order = rows[np.argsort(truth, kind="stable")]
+    x = list(range(1, order.size + 1))
+    soh = np.asarray(sessions.soh, dtype=np.float64)
+    chart = xy_chart(
+        [
+            ("true SoH (simulated pack)", x, list(soh[order]), False),
+            ("station estimate p50", x, list(o.est_soh[order, 1]), False),
+            ("p10", x, list(o.est_soh[order, 0]), True),
+            ("p90", x, list(o.est_soh[order, 2]), True),
+        ],
+        x_title="battery (sorted by true SoH)",
+        y_title="capacity SoH",
+    )
+    inside = float(np.mean((o.est_soh[rows, 0] <= soh[rows]) & (soh[rows] <= o.est_soh[rows, 2])))
+    error = o.est_soh[rows, 1] - soh[rows]
+    alerts = Counter(a for i in rows for a in o.health_alerts[i].split(",") if a)
+    alert_rows = "".join(f"<tr><td>{escape(k)}</td><td>{v}</td></tr>" for k, v in alerts.most_common())
+    return (
+        "<h2>Battery health (the agents' own estimates)</h2>"
+        f"<p>{rows.size} batteries, one charging session each: estimate p50 − truth mean "
+        f"{error.mean():+.3f}, max |error| {np.abs(error).max():.3f}; the p10–p90 band holds the truth for "
+        f"{inside:.0%}. The station does not know a pack's age, so one session sets the level; a session "
+        "too short to measure capacity leaves the wide prior band (docs/health.md).</p>"
+        f"{chart}<table><tr><td>alerts</td><td>{sum(alerts.values())}</td></tr>{alert_rows}</table>"
+    )
 
 
 def write_report(path: Path, sessions: Sessions, result: FleetResult) -> Path:
@@ -181,6 +226,7 @@ def write_report(path: Path, sessions: Sessions, result: FleetResult) -> Path:
                 y_title="share of sessions (CDF)",
             )
         )
+    health = _health_section(sessions, o, np.flatnonzero(done))
     total = sum(result.binding.values()) or 1
     binding = "".join(
         f"<tr><td>{escape(k)}</td><td>{v / total:.1%}</td></tr>" for k, v in result.binding.most_common()
@@ -196,7 +242,8 @@ def write_report(path: Path, sessions: Sessions, result: FleetResult) -> Path:
         f"<p>Generated {datetime.now(UTC):%Y-%m-%d %H:%M UTC} · "
         f"start {escape(format_utc(result.start_s))}</p>"
         f"<h2>Summary</h2><table>{rows}</table><h2>Site load, sessions</h2>{''.join(charts)}"
-        f"<h2>Binding constraints (share of charging minutes)</h2><table>{binding}</table></body></html>"
+        f"<h2>Binding constraints (share of charging minutes)</h2><table>{binding}</table>{health}"
+        "</body></html>"
     )
     path.write_text(html, encoding="utf-8")
     return path

@@ -75,7 +75,7 @@ def merge(n: int, parts: list[tuple[np.ndarray, FleetResult]]) -> FleetResult:
     outcome = first.outcome
     empty: dict[str, Any] = {
         f.name: [""] * n if isinstance(getattr(outcome, f.name), list)
-        else np.zeros(n, dtype=getattr(outcome, f.name).dtype)
+        else np.zeros((n, *getattr(outcome, f.name).shape[1:]), dtype=getattr(outcome, f.name).dtype)
         for f in fields(outcome)
     }  # fmt: skip
     merged = SessionOutcome(**empty)

@@ -166,7 +166,7 @@ class WireFleet:
         soc0 = np.asarray(s.soc_arrival, dtype=np.float64)
         outcome = SessionOutcome(
             np.zeros(n), soc0.copy(), soc0.copy(), np.zeros(n), np.full(n, np.nan), np.zeros(n),
-            np.zeros(n, dtype=bool), [""] * n, np.full(n, np.nan),
+            np.zeros(n, dtype=bool), [""] * n, np.full(n, np.nan), *SessionOutcome.empty_health(n),
         )  # fmt: skip
         self.result = WireResult(
             FleetResult(start_s, STEP_S, np.zeros(int(days * _DAY_S / STEP_S)), None, outcome),
@@ -435,6 +435,11 @@ class WireFleet:
             out.plan_source[row] = tally.result.plan_source
         if self.csms_url is not None and tally.result is not None:  # no CSMS journal: the agent's meter
             out.delivered_kwh[row] = tally.result.energy_wh / 1000.0
+        health = tally.result.health if tally.result is not None else None
+        if health:  # the agent's assessment of this battery (one session: no history across visits)
+            band = health.get("capacity_soh") or {}
+            out.est_soh[row] = [band.get(q, np.nan) for q in ("p10", "p50", "p90")]
+            out.health_alerts[row] = ",".join(a["type"] for a in health.get("alerts", []))
         if tally.t_s:
             t = np.asarray(tally.t_s)
             dt = np.diff(t, append=t[-1])  # a step's current flows until the next step

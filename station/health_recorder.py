@@ -136,7 +136,8 @@ class StationHealth:
         return SessionRecorder(ambient_c) if self.settings.enabled else None
 
     def soh_for(self, info: PackInfo) -> float | None:
-        """The station's p50 capacity SoH for this battery, once `min_sessions` sessions are stored."""
+        """The station's capacity SoH for this battery, once `min_sessions` sessions are stored: the p10 of
+        its band, so a battery the station knows little about (a wide band) is planned as the worse case."""
         spec = spec_for(info)
         if self.store is None or info.vin is None or spec is None:
             return None
@@ -144,11 +145,11 @@ class StationHealth:
             estimates = [e for e in self.store.estimates_for(info.vin) if e is not None]
             if len(estimates) < self.settings.min_sessions:
                 return None
-            p50 = assess_estimates(estimates, spec).forecast.capacity_now.p50
+            p10 = assess_estimates(estimates, spec).forecast.capacity_now.p10
         except _ADVISORY_ERRORS as exc:
             log.warning("battery_health_failed", error=str(exc), reaction="plan without the estimate")
             return None
-        return p50 if math.isfinite(p50) and 0.0 < p50 <= 1.0 else None
+        return p10 if math.isfinite(p10) and 0.0 < p10 <= 1.0 else None
 
     def finish(
         self, info: PackInfo, recorder: SessionRecorder, session_id: str, now_s: float
