@@ -18,6 +18,7 @@ at the DC output, GB/T 0.1 A / 0.1 V / 1 °C resolution, the BMS's own current r
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 from datetime import UTC, datetime
@@ -275,6 +276,7 @@ def test_two_processes_give_the_one_process_result(runs: Runs) -> None:
     assert np.allclose(two.fleet.outcome.delivered_kwh, one.fleet.outcome.delivered_kwh, atol=1e-6)
     assert np.allclose(two.fleet.site_load_kw, one.fleet.site_load_kw, atol=1e-6)
     assert two.sessions_done == one.sessions_done
+
     # Each process stops when its own stations are done, so stations idle less there: fewer Heartbeats.
     def calls(result: WireResult) -> list[tuple[str, str]]:
         return sorted((r.station_id, r.action) for r in result.received if r.action != "Heartbeat")
@@ -286,3 +288,26 @@ def test_two_processes_give_the_one_process_result(runs: Runs) -> None:
     assert starts == sorted(
         s["payload"]["remoteStartId"] for s in one.sent if s["action"] == "RequestStartTransaction"
     )
+
+
+def test_each_battery_carries_the_agents_health_estimate_into_the_outputs(runs: Runs, tmp_path: Path) -> None:
+    """Wire mode: every charged session has the agent's capacity-SoH band (issue #10) in sessions.csv and a
+    'Battery health' section in sim_report.html; fast mode, which runs no agents, leaves them empty."""
+    sessions, fast, wire = runs
+    o = wire.fleet.outcome
+    charged = o.charge_minutes > 0
+    assert charged.any()
+    band = o.est_soh[charged]
+    assert np.all(np.isfinite(band)) and np.all(band[:, 0] <= band[:, 1]) and np.all(band[:, 1] <= band[:, 2])
+    # The station does not know these packs' age: its band must not exclude the truth it cannot see.
+    inside = (band[:, 0] <= sessions.soh[charged]) & (sessions.soh[charged] <= band[:, 2])
+    assert inside.mean() >= 0.75
+    paths = write_outputs(tmp_path / "wire", sessions, wire.fleet)
+    with paths["sessions"].open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert all(r["est_soh_p50"] for r, c in zip(rows, charged, strict=True) if c)
+    assert "Battery health (the agents' own estimates)" in paths["report"].read_text()
+    fast_paths = write_outputs(tmp_path / "fast", sessions, fast)
+    with fast_paths["sessions"].open() as handle:
+        assert all(r["est_soh_p50"] == "" for r in csv.DictReader(handle))
+    assert "Battery health" not in fast_paths["report"].read_text()
