@@ -1,13 +1,14 @@
 """Wire-mode fleet at scale: N real agents (OCPP over loopback websockets + GB/T on virtual CAN) for one
 simulated busy hour, with the fast mode on the same sessions as the same-run baseline (issue #7).
 
-    .venv/bin/python bench/bench_fleet_wire.py [--stations 100 1000] [--hour 8]
+    .venv/bin/python bench/bench_fleet_wire.py [--stations 100 1000] [--hour 8] [--processes 2]
 
 Sessions come from the workplace site's generator for one weekday; the bench keeps those that plug in
 during the hour starting at `--hour` (UTC), and every car leaves by the end of it. Printed per N: sessions,
 wall seconds, simulated seconds per wall second, OCPP calls (station->CSMS and CSMS->station) and calls/s,
 failed calls, CPU seconds per station per simulated hour (the whole process: agents, simulated EVs and
-the embedded CSMS), peak RSS; then the fast mode's wall time for the same sessions.
+the embedded CSMS; with --processes, theirs), peak RSS of this process (with --processes: of the parent
+only); then the fast mode's wall time for the same sessions.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import numpy as np
 from chargeagent.logs import configure_logging
 from simulators.arrivals import Sessions, generate_sessions
 from simulators.fleet import FleetSimulator
-from simulators.fleet_wire import run_wire
+from simulators.fleet_wire import run_wire_processes
 from simulators.site_config import load_site
 from station.cli_fleet import DEFAULT_SITE
 
@@ -49,6 +50,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--stations", type=int, nargs="+", default=[100, 1000])
     parser.add_argument("--hour", type=int, default=8, help="UTC hour simulated (workplace: morning peak)")
+    parser.add_argument("--processes", type=int, default=1, help="split the stations over processes")
     args = parser.parse_args()
     configure_logging(level="error")
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -61,10 +63,15 @@ def main() -> None:
     for stations in args.stations:
         sessions, begin = busy_hour(stations, args.hour)
         cpu0 = time.process_time()
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        child_cpu0 = before.ru_utime + before.ru_stime
         t0 = time.perf_counter()
-        wire = run_wire(sessions, start_s=begin, days=1, station_power_kw=22.0, policy_enabled=True)
+        wire = run_wire_processes(
+            sessions, args.processes, start_s=begin, days=1, station_power_kw=22.0, policy_enabled=True
+        )
         wall_s = time.perf_counter() - t0
-        cpu_s = time.process_time() - cpu0
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)  # the processes' CPU, when split
+        cpu_s = time.process_time() - cpu0 + children.ru_utime + children.ru_stime - child_cpu0
         t1 = time.perf_counter()
         FleetSimulator(sessions, start_s=begin, days=1, station_power_kw=22.0, policy=None).run()
         fast_s = time.perf_counter() - t1
