@@ -76,6 +76,14 @@ class FleetResult:
     evse_steps: int = 0
     chunks_done: int = 0
     chunks_total: int = 0
+    # A sample of sessions followed step by step for the report: row -> [(epoch s, SoC, pack A, hottest
+    # cell °C)] while the session charges (`sample_rows`).
+    traces: dict[int, list[tuple[float, float, float, float]]] = field(default_factory=dict)
+
+
+def sample_rows(n: int, k: int = 6) -> set[int]:
+    """`k` sessions spread evenly over `n` (the report's per-EV charts), the same in every mode."""
+    return {int(i) for i in np.linspace(0, n - 1, min(k, n)).round()} if n else set()
 
 
 def _group_rows(sessions: Sessions, rows: np.ndarray) -> dict[str, np.ndarray]:
@@ -99,6 +107,7 @@ class FleetSimulator:
         grid_cap_kw: float | None = None,
         tariff: Tariff | None = None,
         price_aware: bool = False,
+        trace_rows: set[int] | None = None,
     ) -> None:
         """`grid_cap_kw`: the site's connection limit, shared among the charging sessions every step
         (`policy.allocation`); None = no site limit (each station alone). `tariff`: energy prices, for
@@ -136,6 +145,7 @@ class FleetSimulator:
                 *SessionOutcome.empty_health(n),
             ),
         )
+        self.trace_rows = sample_rows(n) if trace_rows is None else trace_rows
         day = np.floor((sessions.connection_s - start_s) / _DAY_S).astype(np.int64)
         self._chunks = [np.flatnonzero(day == d) for d in range(days) if np.any(day == d)]
         self.result.chunks_total = len(self._chunks)
@@ -183,6 +193,7 @@ class FleetSimulator:
         first = min(g.first for g in groups)
         last = max(g.last for g in groups)
         last_plug_in = max(float(g.conn.max()) for g in groups)
+        traced = [[(j, int(r)) for j, r in enumerate(g.rows) if int(r) in self.trace_rows] for g in groups]
         for step in range(first, last):
             t = self.start_s + step * STEP_S
             share_kw = np.inf
@@ -195,13 +206,23 @@ class FleetSimulator:
                 continue
             if self.grid_cap_kw is not None and self._share_cap(step, t, groups, wants):
                 self._hold_under_cap(step, groups, wants)  # near or at the cap: check the real step
-            for g, (active, current, which) in zip(groups, wants, strict=True):
+            for g, (active, current, which), follow in zip(groups, wants, traced, strict=True):
                 if not active.any():
                     continue  # a group waiting for its first car (or done) stays as it is
                 res.binding.update(LIMIT_NAMES[k] for k in which[active])
                 price = float(self.tariff.price(t)) if self.tariff is not None else None
                 res.site_load_kw[step] += g.advance(active, current, price)
                 res.evse_steps += int(active.sum())
+                for j, r in follow:
+                    if active[j]:  # while it charges (a row's own state: the same however the site is split)
+                        p = g.pack
+                        point = (
+                            t,
+                            float(p.soc[j]),
+                            float(p.current_a[j] * g.scale[j]),
+                            float(p.cell_temp_max_c[j]),
+                        )
+                        res.traces.setdefault(r, []).append(point)
         for g in groups:
             self._store(g.rows, g.pack, g.scale, (g.minutes, g.loss, g.peak), g.target, g.cap_kwh)
             if self.tariff is not None:

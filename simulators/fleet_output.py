@@ -160,6 +160,33 @@ def _steps_done(sessions: Sessions, result: FleetResult) -> int:
     return int(min(result.site_load_kw.size, max(0.0, (end_s - result.start_s) / result.step_s)))
 
 
+def _ev_section(sessions: Sessions, result: FleetResult) -> str:
+    """SoC, current and hottest-cell temperature of the sampled sessions, minute by minute."""
+    from simulators.report import xy_chart  # noqa: PLC0415
+
+    parts = []
+    for row, series in sorted(result.traces.items()):
+        if len(series) < 2:
+            continue
+        t0 = float(sessions.connection_s[row])
+        minutes = [(t - t0) / 60.0 for t, _, _, _ in series]
+        panels = (("SoC", 1, 100.0, "%", False), ("pack current", 2, 1.0, "A", True),
+                  ("hottest cell", 3, 1.0, "°C", False))  # fmt: skip
+        charts = [
+            xy_chart([(name, minutes, [point[k] * scale for point in series], False)],
+                     x_title="minutes since plug-in", y_title=unit, include_zero=zero)
+            for name, k, scale, unit, zero in panels
+        ]  # fmt: skip
+        title = (
+            f"{escape(sessions.session_id[row])} at {escape(sessions.station_id[row])}: "
+            f"{escape(sessions.vehicle[row] or 'replayed session')}, SoH {float(sessions.soh[row]):.2f}"
+        )
+        parts.append(f"<h3>{title}</h3>{''.join(charts)}")
+    if not parts:
+        return ""
+    return "<h2>Sample EVs (SoC, current, temperature)</h2>" + "".join(parts)
+
+
 def _health_section(sessions: Sessions, o: SessionOutcome, rows: np.ndarray) -> str:
     """Each battery's health as the station estimated it (wire mode) against the simulated truth."""
     from simulators.report import xy_chart  # noqa: PLC0415
@@ -226,7 +253,7 @@ def write_report(path: Path, sessions: Sessions, result: FleetResult) -> Path:
                 y_title="share of sessions (CDF)",
             )
         )
-    health = _health_section(sessions, o, np.flatnonzero(done))
+    health = _ev_section(sessions, result) + _health_section(sessions, o, np.flatnonzero(done))
     total = sum(result.binding.values()) or 1
     binding = "".join(
         f"<tr><td>{escape(k)}</td><td>{v / total:.1%}</td></tr>" for k, v in result.binding.most_common()

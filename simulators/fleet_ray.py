@@ -27,7 +27,7 @@ import numpy as np
 
 from chargeagent.errors import ConfigError
 from simulators.arrivals import Sessions
-from simulators.fleet import FleetResult, FleetSimulator, SessionOutcome
+from simulators.fleet import FleetResult, FleetSimulator, SessionOutcome, sample_rows
 
 
 def partition(sessions: Sessions, parts: int) -> list[np.ndarray]:
@@ -82,7 +82,9 @@ def merge(n: int, parts: list[tuple[np.ndarray, FleetResult]]) -> FleetResult:
     load = np.zeros_like(first.site_load_kw)
     binding: Counter[str] = Counter()
     evse_steps = 0
+    traces: dict[int, list[tuple[float, float, float, float]]] = {}
     for rows, result in parts:
+        traces.update({int(rows[local]): series for local, series in result.traces.items()})
         for f in fields(outcome):
             target, source = getattr(merged, f.name), getattr(result.outcome, f.name)
             if isinstance(target, list):
@@ -103,6 +105,7 @@ def merge(n: int, parts: list[tuple[np.ndarray, FleetResult]]) -> FleetResult:
         evse_steps=evse_steps,
         chunks_done=min(r.chunks_done for _, r in parts),
         chunks_total=max(r.chunks_total for _, r in parts),
+        traces=traces,
     )
 
 
@@ -132,7 +135,12 @@ def run_on_ray(
     cpus = ray.cluster_resources().get("CPU", 1)  # type: ignore[no-untyped-call]
     parts = partition(sessions, workers or max(1, int(cpus)))
     task = ray.remote(simulate_partition)
-    pending = {task.remote(subset(sessions, rows), options): rows for rows in parts}
+    sample = sample_rows(len(sessions))  # the site's sample, whatever the partitions
+
+    def traced(rows: np.ndarray) -> dict[str, Any]:
+        return {**options, "trace_rows": {i for i, r in enumerate(rows) if int(r) in sample}}
+
+    pending = {task.remote(subset(sessions, rows), traced(rows)): rows for rows in parts}
     done: list[tuple[np.ndarray, FleetResult]] = []
     while pending:
         ready, _ = ray.wait(list(pending), num_returns=1)

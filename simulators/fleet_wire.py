@@ -54,6 +54,7 @@ from simulators.fleet import (
     SessionOutcome,
     _vehicle_max_kw,
     _with_generic_vehicles,
+    sample_rows,
 )
 from simulators.fleet_group import STEP_S
 from simulators.fleet_wire_ocpp import delivered_kwh, station_max_profile
@@ -131,6 +132,7 @@ class WireFleet:
         api_port: int | None = None,
         csms_url: str | None = None,
         session_numbers: np.ndarray | None = None,
+        trace_rows: set[int] | None = None,
     ) -> None:
         """`api_port`: also serve the read-only site API (`station.api_fleet`) on loopback (0: any port).
         `csms_url`: charge against this CSMS instead of the embedded one (real time; module docstring).
@@ -139,6 +141,7 @@ class WireFleet:
         self.csms_url = csms_url
         numbers = np.arange(1, len(sessions) + 1) if session_numbers is None else session_numbers
         self.numbers = [int(k) for k in numbers]
+        self.trace_rows = sample_rows(len(sessions)) if trace_rows is None else trace_rows
         # Replayed sessions stop at their logged energy (as in fast mode); generated ones at their SoC.
         self.energy_cap_kwh = np.where(np.isfinite(sessions.soc_arrival), np.inf, sessions.energy_kwh)
         self.sessions = _with_generic_vehicles(sessions)
@@ -435,6 +438,11 @@ class WireFleet:
             out.plan_source[row] = tally.result.plan_source
         if self.csms_url is not None and tally.result is not None:  # no CSMS journal: the agent's meter
             out.delivered_kwh[row] = tally.result.energy_wh / 1000.0
+        if row in self.trace_rows and tally.t_s:  # the report's per-EV charts, in simulation epoch seconds
+            self.result.fleet.traces[row] = [
+                (self.start_s + (t - self._t0), soc, a, temp)
+                for t, soc, a, temp in zip(tally.t_s, tally.soc, tally.current_a, tally.temp_c, strict=True)
+            ]
         health = tally.result.health if tally.result is not None else None
         if health:  # the agent's assessment of this battery (one session: no history across visits)
             band = health.get("capacity_soh") or {}
@@ -481,7 +489,9 @@ def _run_partition(sessions: Sessions, rows: np.ndarray, options: dict[str, Any]
     from simulators.fleet_ray import subset  # noqa: PLC0415
 
     configure_logging(level="warning")  # a fresh (spawned) process: the project's log format
-    return run_wire(subset(sessions, rows), session_numbers=rows + 1, **options)
+    sample = sample_rows(len(sessions))  # the site's sample, whatever the partitions
+    traced = {i for i, r in enumerate(rows) if int(r) in sample}
+    return run_wire(subset(sessions, rows), session_numbers=rows + 1, trace_rows=traced, **options)
 
 
 def run_wire_processes(sessions: Sessions, processes: int, **options: Any) -> WireResult:

@@ -48,6 +48,9 @@ def test_two_ray_workers_merge_to_the_one_machine_result(
     assert np.allclose(merged.site_load_kw, local.site_load_kw, rtol=1e-12, atol=1e-9)  # summation order
     assert merged.binding == local.binding and merged.evse_steps == local.evse_steps
     assert merged.chunks_done == local.chunks_done == 2
+    assert merged.traces.keys() == local.traces.keys() and local.traces  # the report's sampled EVs
+    for row, series in local.traces.items():
+        assert np.allclose(np.asarray(merged.traces[row]), np.asarray(series))
 
 
 def test_partitions_keep_stations_whole_and_cover_every_session(sessions: Sessions) -> None:

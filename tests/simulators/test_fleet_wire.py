@@ -28,7 +28,7 @@ import numpy as np
 import pytest
 
 from simulators.arrivals import Sessions, generate_sessions, read_sessions_csv, write_sessions_csv
-from simulators.fleet import FleetResult, FleetSimulator
+from simulators.fleet import FleetResult, FleetSimulator, sample_rows
 from simulators.fleet_output import write_outputs
 from simulators.fleet_wire import WireResult, run_wire
 from simulators.fleet_wire_ocpp import delivered_kwh, write_ocpp_log
@@ -311,3 +311,19 @@ def test_each_battery_carries_the_agents_health_estimate_into_the_outputs(runs: 
     with fast_paths["sessions"].open() as handle:
         assert all(r["est_soh_p50"] == "" for r in csv.DictReader(handle))
     assert "Battery health" not in fast_paths["report"].read_text()
+
+
+def test_the_same_sample_of_evs_is_followed_in_both_modes_for_the_report(runs: Runs, tmp_path: Path) -> None:
+    """sim_report's per-EV SoC / current / temperature: the same sampled sessions in fast and wire mode,
+    each series inside its session's plug-in time, SoC rising while current flows."""
+    sessions, fast, wire = runs
+    sample = sample_rows(len(sessions))
+    assert set(fast.traces) == sample == set(wire.fleet.traces)  # every sampled car charged that day
+    for result in (fast, wire.fleet):
+        for row, series in result.traces.items():
+            t = [p[0] for p in series]
+            assert sessions.connection_s[row] <= t[0] and t[-1] <= sessions.disconnect_s[row] + 60.0
+            assert series[-1][1] >= series[0][1] - 1e-9  # SoC never falls while plugged in
+            assert max(p[2] for p in series) > 0.0
+    html = write_outputs(tmp_path, sessions, wire.fleet)["report"].read_text()
+    assert "Sample EVs (SoC, current, temperature)" in html
