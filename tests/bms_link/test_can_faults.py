@@ -21,11 +21,12 @@ from typing import Any
 import can
 import pytest
 from structlog.testing import capture_logs
+from test_can import _command, _sniff  # same directory (pytest prepend import mode)
 
 from bms_link import gbt_codec as codec
 from bms_link.can import CanBmsLink
 from bms_link.gbt import GbtTiming
-from bms_link.models import ChargeCommand, PackTelemetry, StopReason
+from bms_link.models import StopReason
 from chargeagent.clock import LoopClock
 from chargeagent.errors import ConfigError
 from chargeagent.vtime import run_virtual
@@ -76,20 +77,6 @@ CASES = {
     # A short BCL is dropped and logged; the next good BCL keeps the session alive.
     "corrupt": Case("corrupt", None, (0.0, 0.0), "can_frame_rejected", None),
 }  # fmt: skip
-
-
-def _command(telemetry: PackTelemetry) -> ChargeCommand:
-    return ChargeCommand(
-        output_voltage_v=telemetry.pack_voltage_v, output_current_a=min(telemetry.request.current_a, 200.0)
-    )
-
-
-def _sniff(bus: can.BusABC) -> list[tuple[str, bytes]]:
-    names = {s.frame_id: s.name for s in codec.all_specs()}
-    frames = []
-    while (message := bus.recv(timeout=0)) is not None:
-        frames.append((names.get(message.arbitration_id, hex(message.arbitration_id)), bytes(message.data)))
-    return frames
 
 
 def _charge_with(case: Case) -> tuple[dict[str, Any], list[MutableMapping[str, Any]]]:
