@@ -488,7 +488,11 @@ def _run_partition(sessions: Sessions, rows: np.ndarray, options: dict[str, Any]
     """One process's share of `run_wire_processes`: its stations' sessions, numbered as in the site."""
     from simulators.fleet_ray import subset  # noqa: PLC0415
 
-    configure_logging(level="warning")  # a fresh (spawned) process: the project's log format
+    settings = options.get("base_settings")  # a fresh (spawned) process: log as the parent was asked to
+    if settings is not None:
+        configure_logging(settings.log.format, settings.log.level)
+    else:
+        configure_logging(level="warning")
     sample = sample_rows(len(sessions))  # the site's sample, whatever the partitions
     traced = {i for i, r in enumerate(rows) if int(r) in sample}
     return run_wire(subset(sessions, rows), session_numbers=rows + 1, trace_rows=traced, **options)
