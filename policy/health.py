@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -26,6 +27,7 @@ from policy.health_forecast import Forecast, Prior, Quantiles, default_prior, fo
 
 __all__ = [
     "Alert",
+    "CalendarProjection",
     "HealthDataError",
     "HealthReport",
     "HealthSpec",
@@ -65,6 +67,53 @@ class Alert:
         }
 
 
+# Calendar projection. The forecast is against EFC: the population law (policy.health_prior) has no
+# separate calendar-fade term, so at a battery's own usage rate its calendar fade is folded into its
+# per-EFC trend. Dates follow from that rate (EFC between the first and the last session over the days
+# between them), measured once the history spans this long; a change of use (a taxi becomes a commuter
+# car) moves the dates and is not forecast.
+MIN_CALENDAR_SPAN_DAYS = 7.0
+_DAY_S = 86_400.0
+
+
+@dataclass(frozen=True)
+class CalendarProjection:
+    """When the battery reaches 80 % capacity SoH at its observed usage rate."""
+
+    observed_days: float
+    efc_per_day: float
+    now_s: float  # the last session's start (epoch s)
+    date_80pct_s: Quantiles  # epoch s; p10 is the earliest date (the p10 of the remaining EFC)
+
+    def to_json(self) -> dict[str, Any]:
+        def day(t: float) -> str:
+            return datetime.fromtimestamp(t, tz=UTC).date().isoformat()
+
+        q = self.date_80pct_s
+        return {
+            "observed_days": round(self.observed_days, 1),
+            "efc_per_day": round(self.efc_per_day, 3),
+            "date_80pct": {"p10": day(q.p10), "p50": day(q.p50), "p90": day(q.p90)},
+        }
+
+
+def calendar_projection(
+    estimates: Sequence[SessionEstimate], efc: Sequence[float], cycles_to_80pct: Quantiles
+) -> CalendarProjection | None:
+    """Map the remaining EFC to dates at the observed usage rate; None when the history is too short."""
+    if len(estimates) < 2:
+        return None
+    days = (estimates[-1].start_s - estimates[0].start_s) / _DAY_S
+    rate = (efc[-1] - efc[0]) / days if days > 0 else 0.0
+    if days < MIN_CALENDAR_SPAN_DAYS or not (math.isfinite(rate) and rate > 0.0):
+        return None
+    now = estimates[-1].start_s
+    dates = Quantiles(
+        *(now + c / rate * _DAY_S for c in (cycles_to_80pct.p10, cycles_to_80pct.p50, cycles_to_80pct.p90))
+    )
+    return CalendarProjection(days, rate, now, dates)
+
+
 @dataclass(frozen=True)
 class HealthReport:
     forecast: Forecast
@@ -72,6 +121,7 @@ class HealthReport:
     sessions_used: int
     estimates: list[SessionEstimate] = field(repr=False)
     efc: list[float] = field(repr=False)
+    calendar: CalendarProjection | None = None
 
     @property
     def knee_detected(self) -> bool:
@@ -92,6 +142,7 @@ class HealthReport:
                 for efc, cap, res in f.points
             ],
             "cycles_to_80pct": {k: round(v) for k, v in _q(f.cycles_to_80pct, 0).items()},
+            "calendar": None if self.calendar is None else self.calendar.to_json(),
             "knee_detected": self.knee_detected,
             "alerts": [a.to_json() for a in self.alerts],
             "sessions_used": self.sessions_used,
@@ -145,7 +196,8 @@ def assess_estimates(
     result = forecast(efc, cap, cap_sd, res, res_sd, efc_now, prior)
     used = int(np.sum(np.isfinite(cap) | np.isfinite(res)))
     alerts = _alerts(estimates, efc, result, cap, res)
-    return HealthReport(result, alerts, used, list(estimates), starts)
+    calendar = calendar_projection(estimates, starts, result.cycles_to_80pct)
+    return HealthReport(result, alerts, used, list(estimates), starts, calendar)
 
 
 def _alerts(

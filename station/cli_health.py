@@ -63,12 +63,20 @@ def health(
     table.add_row("capacity SoH", *(f"{doc['capacity_soh'][k]:.3f}" for k in ("p10", "p50", "p90")))
     table.add_row("resistance x new", *(f"{doc['resistance_growth'][k]:.3f}" for k in ("p10", "p50", "p90")))
     table.add_row("EFC to 80 % SoH", *(str(doc["cycles_to_80pct"][k]) for k in ("p10", "p50", "p90")))
+    if doc["calendar"] is not None:
+        dates = doc["calendar"]["date_80pct"]
+        table.add_row("date of 80 % SoH", *(dates[k] for k in ("p10", "p50", "p90")))
     for point in doc["forecast"][:5]:
         soh = point["capacity_soh"]
         table.add_row(
             f"SoH at {point['equivalent_full_cycles']} EFC", *(f"{soh[k]:.3f}" for k in ("p10", "p50", "p90"))
         )
     console.print(table)
+    if doc["calendar"] is not None:
+        cal = doc["calendar"]
+        console.print(
+            f"usage: {cal['efc_per_day']} EFC/day over {cal['observed_days']} days (dates assume it continues)"
+        )
     console.print(f"knee detected: {'yes' if doc['knee_detected'] else 'no'}")
     for alert in doc["alerts"]:
         console.print(f"[bold yellow]{alert['type']}[/]: {alert['message']} (from {alert['session_id']})")

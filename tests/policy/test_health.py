@@ -8,7 +8,14 @@ import itertools
 import numpy as np
 import pytest
 
-from policy.health import HealthSpec, assess, assess_estimates, equivalent_full_cycles, estimate_sessions
+from policy.health import (
+    MIN_CALENDAR_SPAN_DAYS,
+    HealthSpec,
+    assess,
+    assess_estimates,
+    equivalent_full_cycles,
+    estimate_sessions,
+)
 from policy.health_forecast import detect_knee
 from policy.health_prior import sample_law
 from simulators.battery_history import HistoryConfig, simulate_histories
@@ -159,6 +166,7 @@ def test_json_has_exactly_the_issue_shape():
         "resistance_growth",
         "forecast",
         "cycles_to_80pct",
+        "calendar",
         "knee_detected",
         "alerts",
         "sessions_used",
@@ -180,3 +188,30 @@ def test_efc_counted_from_throughput_without_an_efc_column():
     # Truth EFC advance by the planned charge; the estimator counts the metered charge: same within 3 %.
     assert now == pytest.approx(history.efc[-1] + (history.efc[-1] - history.efc[-2]), rel=0.1)
     assert starts[-1] == pytest.approx(history.efc[-1], rel=0.03)
+
+
+def test_calendar_dates_follow_the_observed_usage_rate():
+    (history,) = simulate_histories([HistoryConfig(sessions=30, seed=26, start_efc=300.0)])
+    report = assess(history.sessions, SPEC)
+    cal = report.calendar
+    assert cal is not None
+    first, last = history.sessions[0].start_s, history.sessions[-1].start_s
+    days = (last - first) / 86_400.0
+    assert cal.observed_days == pytest.approx(days) and days >= MIN_CALENDAR_SPAN_DAYS
+    assert cal.efc_per_day == pytest.approx((report.efc[-1] - report.efc[0]) / days)
+    # The truth's own usage rate (EFC per day between the first and last session): within 3 %.
+    assert cal.efc_per_day == pytest.approx((history.efc[-1] - history.efc[0]) / days, rel=0.03)
+    c, d = report.forecast.cycles_to_80pct, cal.date_80pct_s
+    for cycles, date in ((c.p10, d.p10), (c.p50, d.p50), (c.p90, d.p90)):
+        assert date == pytest.approx(last + cycles / cal.efc_per_day * 86_400.0)
+    assert d.p10 <= d.p50 <= d.p90
+    doc = report.to_json()["calendar"]
+    assert doc["date_80pct"]["p10"] <= doc["date_80pct"]["p50"] <= doc["date_80pct"]["p90"]
+
+
+def test_no_calendar_projection_from_a_short_history():
+    (history,) = simulate_histories([HistoryConfig(sessions=3, seed=27)])
+    span = (history.sessions[-1].start_s - history.sessions[0].start_s) / 86_400.0
+    assert span < MIN_CALENDAR_SPAN_DAYS
+    report = assess(history.sessions, SPEC)
+    assert report.calendar is None and report.to_json()["calendar"] is None

@@ -38,6 +38,7 @@ def test_health_json_contract(charges):
         "resistance_growth",
         "forecast",
         "cycles_to_80pct",
+        "calendar",
         "knee_detected",
         "alerts",
         "sessions_used",
@@ -50,6 +51,8 @@ def test_health_json_contract(charges):
     assert all(p["capacity_soh"]["p10"] <= p["capacity_soh"]["p90"] for p in doc["forecast"])
     c = doc["cycles_to_80pct"]
     assert 0 < c["p10"] <= c["p50"] <= c["p90"]
+    dates = doc["calendar"]["date_80pct"]  # 25 daily sessions: long enough to measure the usage rate
+    assert doc["calendar"]["efc_per_day"] > 0 and dates["p10"] <= dates["p50"] <= dates["p90"]
     (alert,) = doc["alerts"]
     assert alert["type"] == "resistance_jump"
     assert {"growth_before", "growth_after", "t_stat"} <= set(alert["evidence"])
@@ -59,6 +62,7 @@ def test_health_table_without_json(charges):
     result = run_in_process("health", "--history", str(charges))
     assert result.exit_code == 0, result.output
     assert "capacity SoH" in result.stdout and "resistance_jump" in result.stdout
+    assert "date of 80 % SoH" in result.stdout and "EFC/day" in result.stdout
 
 
 @pytest.mark.parametrize(
