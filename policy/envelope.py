@@ -80,6 +80,9 @@ class Decision:
     binding_constraint: str
     explanation: str
     stop: bool = False
+    # What this EVSE would draw without the grid's limit, once ramped up: every other limit applied. A
+    # site's load manager shares its cap by these (station/site_link.py); it never sets the current.
+    demand_a: float = 0.0
 
 
 def charger_max_a(limits: EnvelopeLimits, pack_voltage_v: float) -> float:
@@ -172,11 +175,18 @@ def decide(
         ("ramp", previous_a + limits.ramp_up_a_per_s * max(dt_s, 0.0)),
     ]
     name, value = "bms_request", math.inf
+    demand = math.inf
     for cand_name, cand_a in candidates:
         if cand_a is not None and cand_a < value:
             name, value = cand_name, cand_a
+        if cand_a is not None and cand_name not in _NOT_DEMAND:
+            demand = min(demand, cand_a)
     current_a = max(value, 0.0)
-    return Decision(current_a, name, _explain(name, current_a, t, fraction, previous_a, dt_s, limits))
+    explanation = _explain(name, current_a, t, fraction, previous_a, dt_s, limits)
+    return Decision(current_a, name, explanation, demand_a=max(demand, 0.0))
+
+
+_NOT_DEMAND = frozenset({"grid_limit", "ramp"})  # a demand is what the EVSE wants before those two
 
 
 def _hard_stop(t: PackTelemetry, inputs: tuple[float | None, ...], limits: EnvelopeLimits) -> Decision | None:

@@ -252,7 +252,7 @@ def write_demo_report(result: DemoResult, path: Path) -> Path:
             StationRun(
                 station_id=trace.station.station_id,
                 title=trace.station.title,
-                summary={**summary_row(trace), "est. SoH (p10-p90)": estimated_soh(trace.result)},
+                summary={**summary_row(trace), **health_summary(trace.result)},
                 soc=Series(t_min, [s.soc * 100 for s in steps], "SoC", "%"),
                 current_a=Series(t_min, [s.current_a for s in steps], "Output current", "A"),
                 cell_temp_c=Series(t_min, [s.cell_temp_max_c for s in steps], "Hottest cell", "°C"),
@@ -277,7 +277,8 @@ def write_demo_report(result: DemoResult, path: Path) -> Path:
             "est. SoH: the station's capacity estimate from this one charge (docs/health.md), p50 and "
             "p10-p90. The station does not know a pack's age (GB/T carries no cycle count), so the level "
             "comes from this one charge; the band is the estimator's statistical uncertainty, not its bias "
-            "(a single charge reads a few % high on aged packs).",
+            "(a single charge reads a few % high on aged packs). EFC to 80 %: the forecast of equivalent "
+            "full cycles left before capacity falls below 80 %, p50 and p10-p90.",
         ],
     )
 
@@ -306,3 +307,15 @@ def estimated_soh(result: SessionResult | None) -> str:
     if not band:
         return "-"
     return f"{band['p50']:.2f} ({band['p10']:.2f}-{band['p90']:.2f})"
+
+
+def health_summary(result: SessionResult | None) -> dict[str, str | float]:
+    """The report's health cells: capacity SoH band, forecast band (EFC to 80 %), alerts."""
+    health = None if result is None else result.health
+    cycles = (health or {}).get("cycles_to_80pct")
+    alerts = ", ".join(a["type"] for a in (health or {}).get("alerts", [])) if health else "-"
+    return {
+        "est. SoH (p10-p90)": estimated_soh(result),
+        "EFC to 80 % (p10-p90)": f"{cycles['p50']} ({cycles['p10']}-{cycles['p90']})" if cycles else "-",
+        "health alerts": alerts or "none",
+    }

@@ -56,13 +56,15 @@ class SessionOutcome:
     energy_cost: FloatArray  # under the site's tariff (NaN without one)
     # The station's own battery-health estimate from the session's charging data, capacity SoH p10/p50/p90
     # (N, 3), and its alerts ("knee_onset,abnormal_heating"): wire mode, where real agents charge (the
-    # agent's `station.health_recorder`); NaN / "" in fast mode, which runs no agents.
+    # agent's `station.health_recorder`); NaN / "" in fast mode, which runs no agents. `est_cycles_80`:
+    # the forecast band of remaining equivalent full cycles to 80 % capacity SoH, p10/p50/p90 (N, 3).
     est_soh: FloatArray
     health_alerts: list[str]
+    est_cycles_80: FloatArray
 
     @staticmethod
-    def empty_health(n: int) -> tuple[FloatArray, list[str]]:
-        return np.full((n, 3), np.nan), [""] * n
+    def empty_health(n: int) -> tuple[FloatArray, list[str], FloatArray]:
+        return np.full((n, 3), np.nan), [""] * n, np.full((n, 3), np.nan)
 
 
 @dataclass

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from policy.forecast_io import format_utc
+from policy.physics import FloatArray
 from simulators import fleet_parquet
 from simulators.arrivals import Sessions
 from simulators.fleet import FleetResult, SessionOutcome
@@ -38,6 +39,9 @@ SESSION_FIELDS = (
     "est_soh_p50",
     "est_soh_p90",
     "health_alerts",
+    "est_cycles_to_80_p10",
+    "est_cycles_to_80_p50",
+    "est_cycles_to_80_p90",
 )
 
 
@@ -127,6 +131,9 @@ def _session_columns(sessions: Sessions, result: FleetResult, rows: np.ndarray) 
         "est_soh_p50": np.round(o.est_soh[rows, 1], 4),
         "est_soh_p90": np.round(o.est_soh[rows, 2], 4),
         "health_alerts": [o.health_alerts[i] for i in rows],
+        "est_cycles_to_80_p10": o.est_cycles_80[rows, 0],
+        "est_cycles_to_80_p50": o.est_cycles_80[rows, 1],
+        "est_cycles_to_80_p90": o.est_cycles_80[rows, 2],
     }
 
 
@@ -148,6 +155,8 @@ def _csv_text(name: str, values: Any) -> list[str]:
         return [str(int(v)) for v in values]
     if name == "energy_cost" or name.startswith("est_soh"):
         return ["" if not np.isfinite(v) else f"{float(v):.4f}" for v in values]
+    if name.startswith("est_cycles"):
+        return ["" if not np.isfinite(v) else str(round(float(v))) for v in values]
     fmt = _FORMATS.get(name)
     return [fmt.format(float(v)) if fmt else str(v) for v in values]
 
@@ -219,6 +228,39 @@ def _health_section(sessions: Sessions, o: SessionOutcome, rows: np.ndarray) -> 
         f"{inside:.0%}. The station does not know a pack's age, so one session sets the level; a session "
         "too short to measure capacity leaves the wide prior band (docs/health.md).</p>"
         f"{chart}<table><tr><td>alerts</td><td>{sum(alerts.values())}</td></tr>{alert_rows}</table>"
+        + _health_table(sessions, o, rows)
+    )
+
+
+_HEALTH_TABLE_ROWS = 25
+
+
+def _health_table(sessions: Sessions, o: SessionOutcome, rows: np.ndarray) -> str:
+    """The batteries with the lowest estimates: SoH band, forecast band (EFC to 80 %), alerts."""
+    order = rows[np.argsort(o.est_soh[rows, 1], kind="stable")][:_HEALTH_TABLE_ROWS]
+    soh = np.asarray(sessions.soh, dtype=np.float64)
+
+    def band(values: FloatArray, fmt: str) -> str:
+        if not np.all(np.isfinite(values)):
+            return "—"
+        return " · ".join(fmt.format(float(v)) for v in values)
+
+    body = "".join(
+        f"<tr><td>{escape(sessions.session_id[i])}</td><td>{escape(sessions.vehicle[i])}</td>"
+        f"<td>{soh[i]:.3f}</td><td>{band(o.est_soh[i], '{:.3f}')}</td>"
+        f"<td>{band(o.est_cycles_80[i], '{:.0f}')}</td><td>{escape(o.health_alerts[i]) or '—'}</td></tr>"
+        for i in order
+    )
+    cycles = o.est_cycles_80[rows, 1]
+    cycles = cycles[np.isfinite(cycles)]
+    median = f"; median forecast p50 {np.median(cycles):.0f} EFC to 80 %" if cycles.size else ""
+    return (
+        f"<h3>Lowest estimates ({order.size} of {rows.size} batteries{median})</h3>"
+        "<p>Estimate and forecast bands are p10 · p50 · p90. EFC to 80 %: equivalent full cycles left before "
+        "capacity falls below 80 % (a one-session history: the population's trend from the estimated "
+        "level). Every battery is in sessions.csv (est_soh_*, est_cycles_to_80_*, health_alerts).</p>"
+        "<table><tr><th>session</th><th>vehicle</th><th>true SoH</th><th>est. SoH</th>"
+        f"<th>EFC to 80 %</th><th>alerts</th></tr>{body}</table>"
     )
 
 

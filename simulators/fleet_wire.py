@@ -448,6 +448,8 @@ class WireFleet:
             band = health.get("capacity_soh") or {}
             out.est_soh[row] = [band.get(q, np.nan) for q in ("p10", "p50", "p90")]
             out.health_alerts[row] = ",".join(a["type"] for a in health.get("alerts", []))
+            cycles = health.get("cycles_to_80pct") or {}
+            out.est_cycles_80[row] = [cycles.get(q, np.nan) for q in ("p10", "p50", "p90")]
         if tally.t_s:
             t = np.asarray(tally.t_s)
             dt = np.diff(t, append=t[-1])  # a step's current flows until the next step

@@ -152,6 +152,9 @@ def test_output_never_exceeds_any_limit_and_is_never_negative_or_nan(
         assert d.current_a == 0.0
     assert d.binding_constraint
     assert d.explanation
+    # The site's share is asked with the demand: never below what is drawn, never above a non-grid limit.
+    assert math.isfinite(d.demand_a) and d.demand_a >= d.current_a
+    assert d.demand_a <= min(t.request.current_a, t.max_charge_current_a, charger_max_a)
 
 
 @settings(max_examples=200, deadline=None)
@@ -249,6 +252,14 @@ def test_binding_constraint_in_hand_picked_cases(
     assert d.current_a == pytest.approx(current_a)
     assert f"{current_a:.1f} A" in d.explanation
     assert not d.stop
+
+
+def test_demand_is_the_current_without_the_grid_limit_and_the_ramp() -> None:
+    capped = run(telemetry(request_a=180.0), grid_limit_a=40.0, previous_current_a=30.0, dt_s=0.5)
+    assert (capped.current_a, capped.binding_constraint, capped.demand_a) == (40.0, "grid_limit", 180.0)
+    ramping = run(telemetry(request_a=180.0), previous_current_a=50.0, dt_s=0.5)
+    assert (ramping.current_a, ramping.demand_a) == (60.0, 180.0)
+    assert run(telemetry(request_a=180.0), csms_limit_a=25.0).demand_a == 25.0  # the CSMS's limit counts
 
 
 def test_ramp_limits_increases_only_decreases_are_immediate() -> None:

@@ -7,7 +7,8 @@ import pytest
 from bms_link.models import StopReason
 from chargeagent.errors import ConfigError
 from chargeagent.vtime import run_virtual
-from simulators.demo import DEFAULT_STATIONS, parse_faults, run_demo
+from simulators.demo import DEFAULT_STATIONS, health_summary, parse_faults, run_demo
+from station.charging import SessionResult
 
 AGED = tuple(s for s in DEFAULT_STATIONS if s.station_id == "CS-AGED-COLD")
 
@@ -46,3 +47,22 @@ def test_a_scheduled_fault_ends_the_session_with_its_reason_on_the_wire(
 def test_bad_fault_options_are_config_errors(items: list[str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         parse_faults(items)
+
+
+def test_health_summary_shows_the_estimate_the_forecast_band_and_alerts() -> None:
+    health = {
+        "capacity_soh": {"p10": 0.8, "p50": 0.82, "p90": 0.84},
+        "cycles_to_80pct": {"p10": 40, "p50": 300, "p90": 900},
+        "alerts": [{"type": "knee_onset"}, {"type": "abnormal_heating"}],
+    }
+    result = SessionResult("tx", None, StopReason.SOC_TARGET_REACHED, 1000.0, 60.0, health=health)
+    assert health_summary(result) == {
+        "est. SoH (p10-p90)": "0.82 (0.80-0.84)",
+        "EFC to 80 % (p10-p90)": "300 (40-900)",
+        "health alerts": "knee_onset, abnormal_heating",
+    }
+    quiet = SessionResult(
+        "tx", None, StopReason.SOC_TARGET_REACHED, 1000.0, 60.0, health={**health, "alerts": []}
+    )
+    assert health_summary(quiet)["health alerts"] == "none"
+    assert set(health_summary(None).values()) == {"-"}

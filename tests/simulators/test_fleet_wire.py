@@ -302,11 +302,25 @@ def test_each_battery_carries_the_agents_health_estimate_into_the_outputs(runs: 
     # The station does not know these packs' age: its band must not exclude the truth it cannot see.
     inside = (band[:, 0] <= sessions.soh[charged]) & (sessions.soh[charged] <= band[:, 2])
     assert inside.mean() >= 0.75
+    # The forecast band: remaining EFC to 80 %, ordered, and shorter for the lower estimates.
+    cycles = o.est_cycles_80[charged]
+    assert (
+        np.all(np.isfinite(cycles))
+        and np.all(cycles[:, 0] <= cycles[:, 1])
+        and np.all(cycles[:, 1] <= cycles[:, 2])
+    )
+    low, high = np.argmin(band[:, 1]), np.argmax(band[:, 1])
+    assert cycles[low, 1] < cycles[high, 1]
     paths = write_outputs(tmp_path / "wire", sessions, wire.fleet)
     with paths["sessions"].open() as handle:
         rows = list(csv.DictReader(handle))
-    assert all(r["est_soh_p50"] for r, c in zip(rows, charged, strict=True) if c)
-    assert "Battery health (the agents' own estimates)" in paths["report"].read_text()
+    assert all(
+        r["est_soh_p50"] and r["est_cycles_to_80_p50"] for r, c in zip(rows, charged, strict=True) if c
+    )
+    report = paths["report"].read_text()
+    assert "Battery health (the agents' own estimates)" in report and "EFC to 80 %" in report
+    lowest = sessions.session_id[int(np.flatnonzero(charged)[low])]
+    assert f"<td>{lowest}</td>" in report  # the lowest estimate is listed in the table
     fast_paths = write_outputs(tmp_path / "fast", sessions, fast)
     with fast_paths["sessions"].open() as handle:
         assert all(r["est_soh_p50"] == "" for r in csv.DictReader(handle))

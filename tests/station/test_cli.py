@@ -57,6 +57,8 @@ def test_demo_charges_three_stations_and_writes_the_report(tmp_path):
     assert "soc_target_reached" in result.stdout
     report = (tmp_path / "report.html").read_text()
     assert report.count("<svg") >= 9  # SoC, current, temperature per station
+    # Each battery's health as the station estimated it: SoH band, forecast band, alerts (issue #10).
+    assert report.count("EFC to 80 % (p10-p90)") == 3 and report.count("health alerts") == 3
     assert "Traceback" not in result.stderr
 
 
