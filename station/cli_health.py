@@ -75,7 +75,7 @@ def health(
     if doc["calendar"] is not None:
         cal = doc["calendar"]
         console.print(
-            f"usage: {cal['efc_per_day']} EFC/day over {cal['observed_days']} days (dates assume it continues)"
+            f"usage: {cal['efc_per_day']} EFC/day over {cal['observed_days']} days (dates assume it goes on)"
         )
     console.print(f"knee detected: {'yes' if doc['knee_detected'] else 'no'}")
     for alert in doc["alerts"]:
