@@ -194,6 +194,29 @@ class GridSettings(_Section):
         return self
 
 
+class SiteSettings(_Section):
+    """One grid cap shared by a site's stations (station/site_link.py, docs/site.md): the station's side."""
+
+    mqtt_url: str | None = None  # the site controller's broker; None: this station is not load-managed
+    site_id: Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:\-]+$")] = "site"
+    mqtt_username: str | None = None
+    mqtt_password_env: str | None = None  # name of the env var holding the password (never the password)
+    mqtt_ca_file: Path | None = None
+    report_interval_s: Annotated[float, Field(gt=0.0, le=60.0)] = 2.0  # demand to the controller
+    # The station's limit without a valid grant (at start, and when the controller goes quiet). Required
+    # when mqtt_url is set: the operator sizes the site's failsafes so that their sum stays <= the cap.
+    failsafe_kw: Annotated[float | None, Field(ge=0.0, le=1000.0)] = None
+    # When the driver leaves, as seconds after the session starts (None: no deadline; the site shares
+    # the cap by battery health alone for this station's sessions).
+    dwell_s: Annotated[float | None, Field(gt=0.0)] = None
+
+    @model_validator(mode="after")
+    def _failsafe_given(self) -> SiteSettings:
+        if self.mqtt_url is not None and self.failsafe_kw is None:
+            raise ValueError("failsafe_kw: required when mqtt_url is set (the limit without the controller)")
+        return self
+
+
 class ApiSettings(_Section):
     """The local HTTP API, dashboard and Prometheus metrics (station/api.py; the [api] extra)."""
 
@@ -228,6 +251,7 @@ class Settings(BaseSettings):
     policy: PolicySettings = PolicySettings()
     health: HealthSettings = HealthSettings()
     grid: GridSettings = GridSettings()
+    site: SiteSettings = SiteSettings()
     api: ApiSettings = ApiSettings()
     log: LogSettings = LogSettings()
 

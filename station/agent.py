@@ -42,6 +42,7 @@ from station.protocol.device_types import Change
 from station.protocol.station import Outbound, PendingStart, StationCore, StationInfo
 from station.protocol.v16 import SUBPROTOCOL as V16_SUBPROTOCOL
 from station.protocol.v16 import MemoryTransactions
+from station.site_link import EvseDemand, SiteLink
 from station.v16_store import SqliteTransactions
 
 log = structlog.get_logger(__name__)
@@ -114,6 +115,12 @@ class StationAgent:
         # Per-battery health history, also next to the outbox; without a data dir nothing is kept.
         self.health = StationHealth(settings.health, outbox_path.parent if outbox_path is not None else None)
         self.grid = GridLink(self.core, settings) if settings.grid.vtn_url else None  # OpenADR VEN
+        self.site_demand = EvseDemand()  # what the charging session needs now (site load management)
+        self.site = (  # one cap shared by the site's stations: its failsafe profile is installed now
+            SiteLink(self.core.profiles, settings.site, self.station_id, clock, lambda: self.site_demand)
+            if settings.site.mqtt_url
+            else None
+        )
         self.live = LiveState()  # the last step, the plan, counters: for the local API and metrics
         # OCPP 1.6: the CSMS's integer transaction ids, persisted next to the outbox (used if 1.6 is chosen).
         self._v16_transactions: SqliteTransactions | MemoryTransactions = (
@@ -244,6 +251,8 @@ class StationAgent:
                         tg.create_task(self._reset_when_due(), name=f"{self.station_id}:reset")
                         if self.grid is not None:
                             tg.create_task(self.grid.run(), name=f"{self.station_id}:openadr")
+                        if self.site is not None:
+                            tg.create_task(self.site.run(), name=f"{self.station_id}:site")
                         if self.api is not None:
                             tg.create_task(self.api.run(), name=f"{self.station_id}:api")
                 except* _ResetDue:

@@ -22,6 +22,7 @@ from policy.plan import CurvePolicy, Plan
 from station.audit import Step
 from station.health_recorder import SessionRecorder
 from station.protocol.transaction import ChargingState, MeterSample
+from station.site_link import EvseDemand
 
 if TYPE_CHECKING:
     from station.agent import StationAgent
@@ -74,6 +75,9 @@ class ChargingSession:
         self._controller: CurveController | None = None
         self._recorder: SessionRecorder | None = None
         self._published: Plan | None = None  # the plan last handed to the OCPP core
+        self._station_soh: float | None = None
+        dwell_s = agent.settings.site.dwell_s  # the site's deadline for this session, if configured
+        self._departure_s = None if dwell_s is None else agent.clock.now().timestamp() + dwell_s
 
     async def run(self) -> SessionResult:
         """Handshake, charge until someone stops, end the transaction; BMS link errors end it, never raise."""
@@ -87,7 +91,8 @@ class ChargingSession:
             info = await link.start_session()
             self.log.info("bms_session_started", battery=info.battery_type, soc=info.soc)
             self._recorder = agent_health.recorder(self.agent.settings.policy.ambient_c)
-            self._controller = self._new_controller(info, agent_health.soh_for(info))
+            self._station_soh = agent_health.soh_for(info)
+            self._controller = self._new_controller(info, self._station_soh)
             reason = await self._control_loop(link, info)
             await link.stop_session(reason)  # idempotent: completes the BST/CST and BSD/CSD exchange
         except BmsLinkError as exc:
@@ -95,6 +100,7 @@ class ChargingSession:
             reason = link.end_reason or StopReason.BMS_TIMEOUT
         finally:
             await link.close()
+            self.agent.site_demand = EvseDemand()  # idle: the site may give the room to others
         sample = self.agent.core.evses[EVSE_ID].last_sample
         if sample is not None:
             sample = MeterSample(
@@ -161,6 +167,8 @@ class ChargingSession:
             )
             await link.command(ChargeCommand(output_voltage_v=voltage_v, output_current_a=decision.current_a))
             previous_a = decision.current_a
+            if self.agent.site is not None:
+                self.agent.site_demand = self._site_demand(telemetry, info, decision)
             if decision.current_a > 0 and not charging:
                 charging = True
                 self.agent.enqueue(
@@ -186,6 +194,18 @@ class ChargingSession:
             if self.agent.on_step is not None:
                 self.agent.on_step(record)
         return link.end_reason or StopReason.STOPPED_BY_EV
+
+    def _site_demand(self, telemetry: PackTelemetry, info: PackInfo, decision: Decision) -> EvseDemand:
+        """What this session asks of the site's load manager (station/site_link.py)."""
+        target = self.agent.settings.policy.target_soc
+        sohs = [v for v in (telemetry.soh, self._station_soh) if v is not None]
+        return EvseDemand(
+            want_w=decision.demand_a * telemetry.pack_voltage_v,
+            power_w=decision.current_a * telemetry.pack_voltage_v,
+            need_wh=max(target - telemetry.soc, 0.0) * info.nominal_energy_kwh * 1000.0,
+            departure_s=self._departure_s,
+            soh=min(sohs) if sohs else None,  # the more conservative of the BMS's and the station's
+        )
 
     def _csms_limit(self, telemetry: PackTelemetry) -> float | None:
         voltage_v = max(telemetry.pack_voltage_v, 1.0)

@@ -356,6 +356,9 @@ def _register_command_modules() -> None:
     from station import cli_policy  # noqa: PLC0415
 
     cli_policy.register(app)
+    from station import cli_site  # noqa: PLC0415
+
+    cli_site.register(app)
 
 
 _register_command_modules()

@@ -135,9 +135,11 @@ def encode(message: _Message) -> bytes:
 def grant_profile(limit_w: float, failsafe_w: float, now: datetime, valid_s: float) -> dict[str, Any]:
     """The site limit as an external constraint: `limit_w` from now for `valid_s`, then `failsafe_w`
     (open-ended: the failsafe holds until the next grant replaces the profile)."""
-    periods = [{"startPeriod": 0, "limit": round(limit_w, 1)}]
+    periods = [{"startPeriod": 0, "limit": math.floor(limit_w * 10.0) / 10.0}]  # never rounded up
     if valid_s > 0.0:
-        periods.append({"startPeriod": max(1, math.floor(valid_s)), "limit": round(failsafe_w, 1)})
+        periods.append(
+            {"startPeriod": max(1, math.floor(valid_s)), "limit": math.floor(failsafe_w * 10.0) / 10.0}
+        )
     return {
         "id": SITE_PROFILE_ID,
         "stackLevel": 0,
