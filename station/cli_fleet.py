@@ -280,7 +280,10 @@ def _grid_cap(cap_kw: float | None, mode: str) -> float | None:
     if cap_kw is not None and not (math.isfinite(cap_kw) and cap_kw > 0):
         _fail(f"--grid-cap-kw must be > 0 (got {cap_kw})")
     if mode == "wire" and cap_kw is not None:
-        _fail("a site grid cap is simulated in --mode fast only (the wire mode has no site allocator yet)")
+        _fail(
+            "a site grid cap is simulated in --mode fast only (the wire mode has no site allocator yet; "
+            "real agents share one with chargeagent site-controller, docs/site.md)"
+        )
     return cap_kw
 
 
