@@ -142,6 +142,7 @@ def decide(
     capacity_ah: float | None = None,
     proposal_name: str = "proposal",
     operator_limit_a: float | None = None,
+    price_limit_a: float | None = None,
 ) -> Decision:
     """The output current for this step: the minimum of every limit, never negative, never NaN.
 
@@ -150,9 +151,11 @@ def decide(
     the vehicle's CC-CV, then governs). The caller logs the invalid proposal; this stays pure.
     `proposal_name` is how a binding proposal is named (e.g. "model_curve", "thermal_trajectory").
     `operator_limit_a`: the station operator's cap (0 = paused; station.protocol.override).
+    `price_limit_a`: the price plan's current (policy.price_plan.PricePlan: 0 while cheaper hours wait).
     """
     t = telemetry
-    stop = _hard_stop(t, (csms_limit_a, grid_limit_a, operator_limit_a, previous_current_a, dt_s), limits)
+    inputs = (csms_limit_a, grid_limit_a, operator_limit_a, price_limit_a, previous_current_a, dt_s)
+    stop = _hard_stop(t, inputs, limits)
     if stop is not None:
         return stop
     previous_a = max(previous_current_a, 0.0)
@@ -171,6 +174,7 @@ def decide(
         ("csms_limit", csms_limit_a),
         ("grid_limit", grid_limit_a),
         ("operator_limit", operator_limit_a),
+        ("price_plan", price_limit_a),
         (proposal_name, proposal_a),
         ("ramp", previous_a + limits.ramp_up_a_per_s * max(dt_s, 0.0)),
     ]
@@ -186,7 +190,9 @@ def decide(
     return Decision(current_a, name, explanation, demand_a=max(demand, 0.0))
 
 
-_NOT_DEMAND = frozenset({"grid_limit", "ramp"})  # a demand is what the EVSE wants before those two
+# A demand is what the EVSE could draw before these: the grid's share, the soft start, and the price plan
+# (the plan's own input: the power it may defer; the site link reports the deferred want separately).
+_NOT_DEMAND = frozenset({"grid_limit", "ramp", "price_plan"})
 
 
 def _hard_stop(t: PackTelemetry, inputs: tuple[float | None, ...], limits: EnvelopeLimits) -> Decision | None:
@@ -263,6 +269,7 @@ def _explain(
         "csms_limit": "the CSMS charging profile limit",
         "grid_limit": "the grid operator limit",
         "operator_limit": "the station operator's override (cap or pause)",
+        "price_plan": "the price plan (cheaper hours still to come before the departure)",
         "proposal": "the charge curve proposal",
         "model_curve": "the learned charge curve (policy model)",
         "thermal_trajectory": "the charge curve, derated: cells run hotter than the plan predicted",

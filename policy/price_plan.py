@@ -13,6 +13,7 @@ make its deadline does: the price plan only moves charging later, never past the
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -89,3 +90,75 @@ def must_charge(
     return (
         np.asarray(need_kwh) > guard * np.asarray(max_kw) * np.maximum(np.asarray(time_left_s), 0.0) / _HOUR_S
     )
+
+
+@dataclass(frozen=True)
+class PriceSignal:
+    """A price for [start_s, end_s) from the grid (OpenADR ELECTRICITY_PRICE / ENERGY_PRICE): `kind`
+    "price" replaces the tariff's price, "priceRelative" is added to it, "priceMultiplier" multiplies it."""
+
+    start_s: float
+    end_s: float
+    value: float
+    kind: str = "price"
+
+
+# Without a tariff, relative and multiplier signals apply to a flat price of 1 (only their order matters
+# to the plan: it looks for the cheapest slots, not for the amount).
+_FLAT_PRICE = 1.0
+
+
+def price_at(t_s: float, tariff: Tariff | None, signals: tuple[PriceSignal, ...] = ()) -> float:
+    """The price at `t_s`: the tariff's, changed by the last signal that covers `t_s`."""
+    price = float(tariff.price(t_s)) if tariff is not None else _FLAT_PRICE
+    for s in signals:
+        if s.start_s <= t_s < s.end_s:
+            if s.kind == "priceRelative":
+                price = price + s.value
+            elif s.kind == "priceMultiplier":
+                price = price * s.value
+            else:
+                price = s.value
+    return price
+
+
+class PricePlan:
+    """One session's price plan on the wall clock (the station agent's; the fleet's is vectorised in
+    simulators/fleet_group.py): `power_kw(now_s, need_kwh, max_kw)` is `power_now` for the clock-aligned
+    slots (`slot_s`) before `departure_s`, or None when the plan must give way (`must_charge`: the deadline
+    needs full power from now on, or has passed). Decided afresh every control step from the energy still
+    needed, so a shortfall moves on to the next cheapest slots. The later slots' prices are read once per
+    slot (`price` may be a tariff with grid signals on top; `reprice()` after a new signal)."""
+
+    def __init__(
+        self,
+        departure_s: float,
+        price: Callable[[float], float],
+        slot_s: float = 900.0,
+        margin: float = 0.2,
+        guard: float = 0.8,
+    ) -> None:
+        self.departure_s, self.slot_s, self.margin, self.guard = departure_s, slot_s, margin, guard
+        self._price = price
+        self._slots: tuple[float, FloatArray, FloatArray] | None = None  # (boundary, hours, prices)
+
+    def reprice(self, price: Callable[[float], float] | None = None) -> None:
+        self._price = price or self._price
+        self._slots = None
+
+    def power_kw(self, now_s: float, need_kwh: float, max_kw: float) -> float | None:
+        left_s = self.departure_s - now_s
+        if need_kwh <= 0.0 or max_kw <= 0.0 or left_s <= 0.0:
+            return None
+        if bool(must_charge(np.array([need_kwh]), np.array([left_s]), np.array([max_kw]), self.guard)[0]):
+            return None
+        boundary = (now_s // self.slot_s + 1.0) * self.slot_s
+        if self._slots is None or self._slots[0] != boundary:
+            starts = np.arange(boundary, self.departure_s, self.slot_s)
+            hours = (np.minimum(starts + self.slot_s, self.departure_s) - starts) / _HOUR_S
+            self._slots = (boundary, hours, np.array([self._price(float(t)) for t in starts]))
+        _, hours, prices = self._slots
+        cheaper_kwh = float(np.sum(hours[prices < self._price(now_s)])) * max_kw
+        current_h = (min(boundary, self.departure_s) - now_s) / _HOUR_S
+        uncovered_kwh = need_kwh * (1.0 + self.margin) - cheaper_kwh
+        return float(np.clip(uncovered_kwh / current_h, 0.0, max_kw))

@@ -17,8 +17,9 @@ from bms_link.models import ChargeCommand, PackInfo, PackTelemetry, StopReason
 from chargeagent.config import Settings
 from chargeagent.errors import BmsLinkError
 from policy.closed_loop import FALLBACK_CURVE, ControllerSettings, CurveController
-from policy.envelope import Decision, EnvelopeLimits, cc_cv_current_a, decide
+from policy.envelope import Decision, EnvelopeLimits, cc_cv_current_a, charger_max_a, decide
 from policy.plan import CurvePolicy, Plan
+from policy.price_plan import PricePlan, Tariff, price_at
 from station.audit import Step
 from station.health_recorder import SessionRecorder
 from station.protocol.transaction import ChargingState, MeterSample
@@ -76,8 +77,12 @@ class ChargingSession:
         self._recorder: SessionRecorder | None = None
         self._published: Plan | None = None  # the plan last handed to the OCPP core
         self._station_soh: float | None = None
-        dwell_s = agent.settings.site.dwell_s  # the site's deadline for this session, if configured
+        dwell_s = agent.settings.policy.dwell_s  # this session's departure, if configured
         self._departure_s = None if dwell_s is None else agent.clock.now().timestamp() + dwell_s
+        self._price_plan = self._new_price_plan()
+        self._prices_seen = -1  # the grid link's price-signal version the plan was priced with
+        self._demand_a: float | None = None  # the envelope's demand at the last step
+        self._price_a: float | None = None  # the price plan's current at the last step (None: no cap)
 
     async def run(self) -> SessionResult:
         """Handshake, charge until someone stops, end the transaction; BMS link errors end it, never raise."""
@@ -195,14 +200,45 @@ class ChargingSession:
                 self.agent.on_step(record)
         return link.end_reason or StopReason.STOPPED_BY_EV
 
+    def _new_price_plan(self) -> PricePlan | None:
+        p = self.agent.settings.policy
+        if not p.price_aware or self._departure_s is None:
+            return None
+        tariff = Tariff(p.tariff_hourly) if p.tariff_hourly is not None else None
+        grid = self.agent.grid
+
+        def price(t_s: float) -> float:
+            return price_at(t_s, tariff, grid.price_signals() if grid is not None else ())
+
+        return PricePlan(self._departure_s, price)
+
+    def _need_kwh(self, telemetry: PackTelemetry, info: PackInfo) -> float:
+        return max(self.agent.settings.policy.target_soc - telemetry.soc, 0.0) * info.nominal_energy_kwh
+
+    def _price_limit(self, telemetry: PackTelemetry, info: PackInfo) -> float | None:
+        """The price plan's current now (None: no plan, or it gives way to the deadline)."""
+        plan = self._price_plan
+        if plan is None:
+            return None
+        grid = self.agent.grid
+        if grid is not None and grid.prices_version != self._prices_seen:
+            plan.reprice()  # a new or cancelled OpenADR price signal
+            self._prices_seen = grid.prices_version
+        volts = max(telemetry.pack_voltage_v, 1.0)
+        could_a = self._demand_a if self._demand_a is not None else charger_max_a(self.agent.limits, volts)
+        kw = plan.power_kw(
+            self.agent.clock.now().timestamp(), self._need_kwh(telemetry, info), could_a * volts / 1e3
+        )
+        return None if kw is None else kw * 1e3 / volts
+
     def _site_demand(self, telemetry: PackTelemetry, info: PackInfo, decision: Decision) -> EvseDemand:
         """What this session asks of the site's load manager (station/site_link.py)."""
-        target = self.agent.settings.policy.target_soc
         sohs = [v for v in (telemetry.soh, self._station_soh) if v is not None]
+        want_a = decision.demand_a if self._price_a is None else min(decision.demand_a, self._price_a)
         return EvseDemand(
-            want_w=decision.demand_a * telemetry.pack_voltage_v,
+            want_w=want_a * telemetry.pack_voltage_v,  # a car waiting for cheaper hours wants nothing now
             power_w=decision.current_a * telemetry.pack_voltage_v,
-            need_wh=max(target - telemetry.soc, 0.0) * info.nominal_energy_kwh * 1000.0,
+            need_wh=self._need_kwh(telemetry, info) * 1000.0,
             departure_s=self._departure_s,
             soh=min(sohs) if sohs else None,  # the more conservative of the BMS's and the station's
         )
@@ -251,6 +287,7 @@ class ChargingSession:
         if not math.isfinite(proposal):
             self.log.error("proposal_invalid", proposal=proposal, reaction="CC-CV fallback")
             name = FALLBACK_CURVE
+        self._price_a = self._price_limit(telemetry, info)
         decision = decide(
             telemetry,
             proposed_current_a=proposal,
@@ -262,7 +299,9 @@ class ChargingSession:
             capacity_ah=info.rated_capacity_ah,
             proposal_name=name,
             operator_limit_a=override.limit_a(),
+            price_limit_a=self._price_a,
         )
+        self._demand_a = decision.demand_a
         ctl = self._controller
         self.agent.audit.step(
             Step(

@@ -19,6 +19,8 @@ from typing import Any
 import structlog
 
 from chargeagent.config import Settings
+from policy.price_plan import PriceSignal
+from station.openadr import Price
 from station.openadr_ven import GridVen, from_settings
 from station.protocol.station import StationCore
 
@@ -35,8 +37,15 @@ class GridLink:
         )
         self.core = core
         self._keys: dict[str, list[str]] = {}  # event id -> its installed constraint keys
+        self._prices: dict[str, tuple[PriceSignal, ...]] = {}  # event id -> its price signals
+        self.prices_version = 0  # bumped on every change (the session's price plan re-reads them)
         self.ven = GridVen(
-            config, rules, measured_w=self.measured_w, on_limits=self.install, on_cancel=self.cancel
+            config,
+            rules,
+            measured_w=self.measured_w,
+            on_limits=self.install,
+            on_cancel=self.cancel,
+            on_prices=self.set_prices,
         )
 
     async def run(self) -> None:
@@ -56,7 +65,18 @@ class GridLink:
         self._keys[event_id] = list(profiles)
         log.warning("grid_constraint_installed", event_id=event_id, profiles=len(profiles))
 
+    def set_prices(self, event_id: str, prices: tuple[Price, ...]) -> None:
+        self._prices[event_id] = tuple(
+            PriceSignal(p.start.timestamp(), p.end.timestamp(), p.value, p.signal_type) for p in prices
+        )
+        self.prices_version += 1
+
+    def price_signals(self) -> tuple[PriceSignal, ...]:
+        return tuple(signal for signals in self._prices.values() for signal in signals)
+
     def cancel(self, event_id: str, quiet: bool = False) -> None:
+        if self._prices.pop(event_id, None) is not None:
+            self.prices_version += 1
         removed = [key for key in self._keys.pop(event_id, []) if self.core.profiles.clear_external(key)]
         if removed and not quiet:
             log.warning("grid_constraint_removed", event_id=event_id)

@@ -11,7 +11,8 @@ Signals understood (OpenADR 2.0b profile specification, 8.1 "Signals"; names as 
 - LOAD_DISPATCH setpoint, or LOAD_CONTROL x-loadControlSetpoint: that power (kW unless the signal's
   measurement says W or MW), at most the site max.
 - LOAD_CONTROL x-loadControlCapacity, payload a fraction 0…1: that fraction of the site max.
-- ELECTRICITY_PRICE / ENERGY_PRICE, type price, priceRelative or priceMultiplier: no limit; recorded, logged.
+- ELECTRICITY_PRICE / ENERGY_PRICE, type price, priceRelative or priceMultiplier: no limit; logged, and
+  with `policy.price_aware` they move the station's price plan (policy.price_plan.PriceSignal).
 
 Anything else, or a payload that is not a finite number in range, is refused (optOut) with the reason:
 the station never guesses what an unknown signal wants. Price signals are accepted (optIn) and kept for
@@ -100,7 +101,7 @@ def decide(event: Mapping[str, Any], rules: SignalRules) -> EventDecision:
                 )
     except (SignalError, KeyError, TypeError, ValueError) as exc:
         return EventDecision(event_id, "optOut", str(exc))
-    reason = "limits" if limits else "prices recorded (not used for planning)"
+    reason = "limits" if limits else "prices (for the price plan, policy.price_aware)"
     return EventDecision(event_id, "optIn", reason, tuple(limits), tuple(prices))
 
 

@@ -34,7 +34,15 @@ import structlog
 
 from chargeagent.config import GridSettings
 from chargeagent.errors import ConfigError
-from station.openadr import QUANTILES, OptType, SignalRules, decide, external_profiles, forecast_points
+from station.openadr import (
+    QUANTILES,
+    OptType,
+    Price,
+    SignalRules,
+    decide,
+    external_profiles,
+    forecast_points,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -67,10 +75,11 @@ class GridVen:
         forecast: Callable[[], Mapping[str, Any] | None] | None = None,
         on_limits: Callable[[str, dict[str, dict[str, Any]]], None] | None = None,
         on_cancel: Callable[[str], None] | None = None,
+        on_prices: Callable[[str, tuple[Price, ...]], None] | None = None,
     ) -> None:
         self.config, self.rules = config, rules
         self._measured_w, self._forecast = measured_w, forecast
-        self._on_limits, self._on_cancel = on_limits, on_cancel
+        self._on_limits, self._on_cancel, self._on_prices = on_limits, on_cancel, on_prices
         self._client: Any = None
         self._next_profile_id = EXTERNAL_PROFILE_ID_BASE
         self.registered = asyncio.Event()
@@ -196,6 +205,8 @@ class GridVen:
             self.log.info(
                 "openadr_price", event_id=decision.event_id, start=str(price.start), value=price.value
             )
+        if decision.prices and self._on_prices is not None:  # the station's price plan (policy.price_plan)
+            self._on_prices(decision.event_id, decision.prices)
         if decision.limits and self._on_limits is None:  # a reporting-only VEN (publish-forecast)
             self.log.warning(
                 "openadr_event_refused", event_id=decision.event_id, reason="this VEN only reports"

@@ -68,6 +68,7 @@ def charge(
     realtime: bool = False,
     settings_overrides: dict[str, Any] | None = None,
     until: Script | None = None,
+    epoch: datetime = datetime(2026, 3, 1, 8, 0, tzinfo=UTC),
     **csms_kwargs: Any,
 ) -> Run:
     """Plug in, start (remotely, or by `start`), run `script` while charging, wait for Ended; return what
@@ -75,7 +76,7 @@ def charge(
     the wait for TransactionEvent Ended."""
 
     async def main() -> Run:
-        clock = LoopClock() if realtime else LoopClock(epoch=datetime(2026, 3, 1, 8, 0, tzinfo=UTC))
+        clock = LoopClock() if realtime else LoopClock(epoch=epoch)
         async with EmbeddedCsms(clock=clock, **csms_kwargs) as csms:
             channel = f"e2e-{next(_channels)}"
             settings = load_settings(

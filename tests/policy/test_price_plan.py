@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from policy.price_plan import PriceLadder, Tariff, must_charge, power_now
+from policy.price_plan import PriceLadder, PricePlan, PriceSignal, Tariff, must_charge, power_now, price_at
 
 SLOT_S = 900.0  # 15-min slots in these tests
 PRICES = st.lists(st.sampled_from([0.10, 0.15, 0.22, 0.35]), min_size=1, max_size=60)
@@ -72,3 +72,51 @@ def test_two_level_tariff_wraps_midnight_and_rejects_bad_prices() -> None:
         Tariff((0.1,) * 23)
     with pytest.raises(ValueError, match="24 finite"):
         Tariff((float("nan"),) * 24)
+
+
+DAY0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
+TWO_LEVEL = Tariff.two_level(peak=0.40, off_peak=0.10, peak_hours=(7, 22))
+
+
+def drive(plan: PricePlan, start_s: float, need_kwh: float, max_kw: float, step_s: float = 60.0):
+    """Charge minute by minute as the plan says until the need is in or the departure passes."""
+    t, cost, energy = start_s, 0.0, 0.0
+    while t < plan.departure_s and energy < need_kwh - 1e-9:
+        kw = plan.power_kw(t, need_kwh - energy, max_kw)
+        kw = max_kw if kw is None else kw
+        kwh = min(kw * step_s / 3600.0, need_kwh - energy)
+        energy += kwh
+        cost += kwh * float(TWO_LEVEL.price(t))
+        t += step_s
+    return energy, cost
+
+
+def test_the_station_plan_waits_for_the_off_peak_hours_and_still_meets_the_departure() -> None:
+    arrive, leave = DAY0 + 18 * 3600.0, DAY0 + 31 * 3600.0  # 18:00 to 07:00 next day
+    plan = PricePlan(leave, lambda t: price_at(t, TWO_LEVEL))
+    assert plan.power_kw(arrive, 30.0, 11.0) == 0.0  # peak now, 9 off-peak hours ahead carry it
+    assert plan.power_kw(DAY0 + 22 * 3600.0, 30.0, 11.0) == 11.0  # the off-peak hours came
+    energy, cost = drive(plan, arrive, 30.0, 11.0)
+    eager_energy, eager_cost = drive(PricePlan(leave, lambda t: 0.0), arrive, 30.0, 11.0)  # flat: at once
+    assert energy == pytest.approx(30.0) and eager_energy == pytest.approx(30.0)
+    assert cost == pytest.approx(30.0 * 0.10) and eager_cost == pytest.approx(30.0 * 0.40)
+
+
+def test_the_station_plan_gives_way_when_waiting_would_miss_the_departure() -> None:
+    plan = PricePlan(DAY0 + 31 * 3600.0, lambda t: price_at(t, TWO_LEVEL))
+    assert plan.power_kw(DAY0 + 21 * 3600.0, 100.0, 11.0) is None  # 100 kWh > 0.8 x 11 kW x 10 h
+    assert plan.power_kw(DAY0 + 32 * 3600.0, 10.0, 11.0) is None  # past the departure: charge
+    assert plan.power_kw(DAY0 + 21 * 3600.0, 0.0, 11.0) is None
+
+
+def test_a_grid_price_signal_moves_the_charging() -> None:
+    # OpenADR says 22:00-02:00 costs 0.50 after all: the plan charges 02:00-07:00 instead.
+    dear = (PriceSignal(DAY0 + 22 * 3600.0, DAY0 + 26 * 3600.0, 0.50),)
+    plan = PricePlan(DAY0 + 31 * 3600.0, lambda t: price_at(t, TWO_LEVEL, dear))
+    assert plan.power_kw(DAY0 + 22 * 3600.0, 30.0, 11.0) == 0.0
+    assert plan.power_kw(DAY0 + 26 * 3600.0, 30.0, 11.0) == 11.0
+    assert (
+        price_at(DAY0 + 23 * 3600.0, TWO_LEVEL, (PriceSignal(DAY0, DAY0 + 86400, 2.0, "priceMultiplier"),))
+        == 0.2
+    )
+    assert price_at(DAY0 + 23 * 3600.0, None, (PriceSignal(DAY0, DAY0 + 86400, 0.5, "priceRelative"),)) == 1.5

@@ -7,8 +7,12 @@ from typing import Any
 
 import pytest
 
+from chargeagent.config import load_settings
+from policy.price_plan import PriceSignal
+from station.grid_link import GridLink
 from station.openadr import SignalRules, decide, external_profiles, forecast_points
 from station.protocol.charging_profile import ProfileStore
+from station.protocol.station import StationCore
 
 T0 = datetime(2026, 6, 3, 17, 0, tzinfo=UTC)
 RULES = SignalRules(site_max_w=100_000.0)
@@ -127,3 +131,14 @@ def test_forecast_quantiles_become_watts_per_interval() -> None:
     assert forecast_points(message, "p50") == [(datetime(2026, 6, 3, tzinfo=UTC), 2500.0)]
     with pytest.raises(ValueError, match="quantile"):
         forecast_points(message, "p99")
+
+
+async def test_a_price_event_reaches_the_station_price_plan_and_cancelling_removes_it() -> None:
+    settings = load_settings(overrides={"grid": {"vtn_url": "http://127.0.0.1:1/OpenADR2/Simple/2.0b"}})
+    link = GridLink(StationCore.__new__(StationCore), settings)  # the VEN's price path needs no core
+    assert await link.ven._on_event(event("ELECTRICITY_PRICE", "priceMultiplier", [2.0])) == "optIn"
+    end = T0 + timedelta(minutes=15)
+    assert link.price_signals() == (PriceSignal(T0.timestamp(), end.timestamp(), 2.0, "priceMultiplier"),)
+    assert link.prices_version == 1
+    assert await link.ven._on_event(event("ELECTRICITY_PRICE", "priceMultiplier", [2.0], status="cancelled"))
+    assert link.price_signals() == () and link.prices_version == 2
