@@ -146,6 +146,32 @@ class PricePlan:
         self._price = price or self._price
         self._slots = None
 
+    def wait_s(self, now_s: float, need_kwh: float, max_kw: float) -> float:
+        """How long from now the plan draws nothing if nothing is drawn meanwhile: the start of the first
+        slot (now, or a later clock-aligned one) that must carry part of the need (0: charge now). What the
+        station publishes as its planned consumption (GetCompositeSchedule) shifts the curve by this."""
+        if self.power_kw(now_s, need_kwh, max_kw) != 0.0:
+            return 0.0
+        boundary = (now_s // self.slot_s + 1.0) * self.slot_s
+        starts = np.arange(boundary, self.departure_s, self.slot_s)
+        if starts.size == 0:
+            return 0.0
+        hours = (np.minimum(starts + self.slot_s, self.departure_s) - starts) / _HOUR_S
+        prices = np.array([self._price(float(t)) for t in starts])
+        # Slot i must draw once the strictly cheaper slots after it cannot carry the need, or the deadline
+        # needs full power from its start (must_charge).
+        later = np.triu(np.ones((starts.size, starts.size), dtype=bool), k=1)
+        cheaper_kwh = ((later & (prices[None, :] < prices[:, None])) * hours[None, :]).sum(axis=1) * max_kw
+        urgent = must_charge(
+            np.full(starts.size, need_kwh),
+            self.departure_s - starts,
+            np.full(starts.size, max_kw),
+            self.guard,
+        )
+        draws = (need_kwh * (1.0 + self.margin) > cheaper_kwh) | urgent
+        first = int(np.argmax(draws)) if draws.any() else starts.size - 1
+        return float(starts[first] - now_s)
+
     def power_kw(self, now_s: float, need_kwh: float, max_kw: float) -> float | None:
         left_s = self.departure_s - now_s
         if need_kwh <= 0.0 or max_kw <= 0.0 or left_s <= 0.0:

@@ -225,11 +225,14 @@ class ChargingSession:
             plan.reprice()  # a new or cancelled OpenADR price signal
             self._prices_seen = grid.prices_version
         volts = max(telemetry.pack_voltage_v, 1.0)
-        could_a = self._demand_a if self._demand_a is not None else charger_max_a(self.agent.limits, volts)
-        kw = plan.power_kw(
-            self.agent.clock.now().timestamp(), self._need_kwh(telemetry, info), could_a * volts / 1e3
-        )
+        now_s = self.agent.clock.now().timestamp()
+        kw = plan.power_kw(now_s, self._need_kwh(telemetry, info), self._could_kw(volts))
         return None if kw is None else kw * 1e3 / volts
+
+    def _could_kw(self, volts: float) -> float:
+        """The power the envelope allows now without the price plan (the charger's until the first step)."""
+        could_a = self._demand_a if self._demand_a is not None else charger_max_a(self.agent.limits, volts)
+        return could_a * volts / 1e3
 
     def _site_demand(self, telemetry: PackTelemetry, info: PackInfo, decision: Decision) -> EvseDemand:
         """What this session asks of the site's load manager (station/site_link.py)."""
@@ -326,6 +329,13 @@ class ChargingSession:
         self._published = plan
         soh = telemetry.soh if telemetry.soh is not None else 1.0
         schedule = plan.current_schedule(telemetry.soc, info.rated_capacity_ah, soh)
+        if self._price_plan is not None:  # the curve starts when the price plan says
+            now_s, need_kwh = self.agent.clock.now().timestamp(), self._need_kwh(telemetry, info)
+            wait_s = self._price_plan.wait_s(
+                now_s, need_kwh, self._could_kw(max(telemetry.pack_voltage_v, 1.0))
+            )
+            if wait_s > 0.0:
+                schedule = [(0.0, 0.0), *((wait_s + t, a) for t, a in schedule)]
         self.agent.core.planned[EVSE_ID] = (self.agent.clock.now(), schedule)
 
     def _meter(self, telemetry: PackTelemetry, dt_s: float, current_a: float) -> None:

@@ -120,3 +120,14 @@ def test_a_grid_price_signal_moves_the_charging() -> None:
         == 0.2
     )
     assert price_at(DAY0 + 23 * 3600.0, None, (PriceSignal(DAY0, DAY0 + 86400, 0.5, "priceRelative"),)) == 1.5
+
+
+def test_the_wait_before_the_plan_draws_is_published_with_the_plan() -> None:
+    plan = PricePlan(DAY0 + 31 * 3600.0, lambda t: price_at(t, TWO_LEVEL))
+    assert plan.wait_s(DAY0 + 18 * 3600.0 + 120.0, 30.0, 11.0) == pytest.approx(4 * 3600.0 - 120.0)
+    assert plan.wait_s(DAY0 + 22 * 3600.0, 30.0, 11.0) == 0.0  # cheap now: no wait
+    assert plan.wait_s(DAY0 + 21 * 3600.0, 100.0, 11.0) == 0.0  # the deadline needs every hour
+    # 80 kWh (96 with the margin) at 11 kW from 20:00: the 9 cheap hours carry 99 kWh, so it waits; but
+    # 86 kWh (103 with the margin) cannot wait for them and starts in the peak at once.
+    assert plan.wait_s(DAY0 + 20 * 3600.0, 80.0, 11.0) == pytest.approx(2 * 3600.0)
+    assert plan.wait_s(DAY0 + 20 * 3600.0, 86.0, 11.0) == 0.0
