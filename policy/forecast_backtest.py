@@ -43,13 +43,22 @@ class Score:
     coverage: float | None  # p10-p90; None for point forecasts
 
 
-def backtest_origins(history: LoadHistory, n_origins: int, horizon: int, min_days: float) -> IntArray:
+def backtest_origins(
+    history: LoadHistory, n_origins: int, horizon: int, min_days: float, every_h: float = 24.0
+) -> IntArray:
+    """`n_origins` origins `every_h` hours apart (aligned on UTC midnight: 24 gives midnights, 6 gives
+    00/06/12/18 h), the last one with its whole horizon inside the history."""
     per_day = _DAY_S // history.step_s
+    every = round(every_h * 3600.0 / history.step_s)
+    if every < 1 or every * history.step_s != every_h * 3600.0 or per_day % every:
+        raise ForecastError(
+            f"origins every {every_h:g} h: must divide a day into whole {history.step_s // 60}-min steps"
+        )
     n = len(history.load_kw)
     offset = (history.start_s // history.step_s) % per_day
-    last = (n - horizon + offset) // per_day * per_day - offset  # latest midnight with a full horizon
-    origins = last - per_day * np.arange(n_origins - 1, -1, -1, dtype=np.int64)
-    need_days = min_days + (n_origins - 1) + horizon / per_day
+    last = (n - horizon + offset) // every * every - offset  # latest aligned origin with a full horizon
+    origins = last - every * np.arange(n_origins - 1, -1, -1, dtype=np.int64)
+    need_days = min_days + (n_origins - 1) * every / per_day + horizon / per_day
     if n_origins < 1 or origins[0] < min_days * per_day:
         raise ForecastError(
             f"the history has {history.days():.1f} days; {n_origins} origins with a "
@@ -126,12 +135,13 @@ def run_backtest(
     config: ForecastConfig | None = None,
     sessions: ChargingIntervals | None = None,
     progress: Callable[[int, int], None] | None = None,
+    every_h: float = 24.0,
 ) -> list[Score]:
-    """Scores for our model and the three baselines over `n_origins` rolling origins."""
+    """Scores for our model and the three baselines over `n_origins` rolling origins `every_h` apart."""
     config = config or ForecastConfig()
     horizon = config.max_horizon_steps
     per_week = 7 * _DAY_S // history.step_s
-    origins = backtest_origins(history, n_origins, horizon, config.min_history_days)
+    origins = backtest_origins(history, n_origins, horizon, config.min_history_days, every_h)
     accs = {name: _Acc() for name in (OURS, *BASELINES)}
     y = history.load_kw
     for i, cutoff in enumerate(origins):

@@ -14,6 +14,7 @@ import contextlib
 import json
 import math
 import signal
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
@@ -123,10 +124,15 @@ def forecast(
         result = model.predict(start_s, steps).resampled(interval_s)
     except ChargeAgentError as exc:
         _fail(str(exc))
-    write_forecast_csv(out, result.start_s, result.step_s, result.p10_kw, result.p50_kw, result.p90_kw)
+    _write(
+        out,
+        lambda: write_forecast_csv(
+            out, result.start_s, result.step_s, result.p10_kw, result.p50_kw, result.p90_kw
+        ),
+    )
     doc = forecast_message(result, site_id, generated_at_s=hist.end_s)
     if message_out is not None:
-        message_out.write_text(json.dumps(doc, indent=1) + "\n")
+        _write(message_out, lambda: message_out.write_text(json.dumps(doc, indent=1) + "\n"))
     if result.method != "quantile_gbm":
         typer.echo(
             f"chargeagent: note: {hist.days():.1f} days of history (< {config.min_history_days:g}): "
@@ -149,6 +155,9 @@ def backtest_forecast(
     origins: Annotated[int, typer.Option(help="Rolling origins (midnights, one day apart).")] = 14,
     horizon_h: Annotated[float, typer.Option(help="Hours forecast from each origin.")] = 36.0,
     station_power_kw: PowerOpt = 22.0,
+    origin_every_h: Annotated[
+        float, typer.Option(help="Hours between origins (24: midnights; 6: 00/06/12/18 h UTC).")
+    ] = 24.0,
 ) -> None:
     """WAPE, MASE, pinball loss and p10-p90 coverage: our model vs three baselines, same origins."""
     from policy.forecast import ForecastConfig  # noqa: PLC0415
@@ -163,10 +172,12 @@ def backtest_forecast(
         hist = read_history_csv(history, HISTORY_STEP_S)
         known = _sessions(sessions, station_power_kw)
         config = ForecastConfig(max_horizon_steps=int(horizon_s) // HISTORY_STEP_S)
-        scores = run_backtest(hist, origins, config, known)
+        scores = run_backtest(hist, origins, config, known, every_h=origin_every_h)
     except ChargeAgentError as exc:
         _fail(str(exc))
-    table = Table(title=f"backtest: {origins} origins × {horizon_h:g} h, {hist.days():.0f} days of history")
+    every = "midnights" if origin_every_h == 24.0 else f"every {origin_every_h:g} h"
+    title = f"backtest: {origins} origins ({every}) × {horizon_h:g} h, {hist.days():.0f} days of history"
+    table = Table(title=title)
     for column in ("method", "WAPE", "MASE", "pinball kW", "p10-p90 coverage"):
         table.add_column(column, justify="left" if column == "method" else "right")
     for s in scores:
@@ -201,14 +212,23 @@ def site_load(
         _fail(str(exc))
     generated = generate_sessions(config, start_s, days, stations, seed)
     load_kw = site_load_kw(generated, start_s, days * 96, HISTORY_STEP_S)
-    write_history_csv(out, LoadHistory(start_s, HISTORY_STEP_S, load_kw))
+    _write(out, lambda: write_history_csv(out, LoadHistory(start_s, HISTORY_STEP_S, load_kw)))
     if sessions_out is not None:
-        write_sessions_csv(sessions_out, generated)
+        _write(sessions_out, lambda: write_sessions_csv(sessions_out, generated))
     console.print(
         f"wrote {out}: {days} days of {config.site.name}, {len(generated)} sessions "
         f"({generated.rejected} turned away), {float(np.sum(generated.delivered_kwh)):.0f} kWh, "
         f"peak {float(load_kw.max(initial=0.0)):.1f} kW (15-min mean)"
     )
+
+
+def _write(path: Path, write: Callable[[], object]) -> None:
+    """Write an output file, creating its directory; a path that cannot be written exits 2 in one line."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write()
+    except OSError as exc:
+        _fail(f"{path}: cannot write: {exc.strerror or exc}")
 
 
 # --- upstream over MQTT (station/grid.py, docs/forecast.md "Upstream over MQTT") --------------------

@@ -60,12 +60,23 @@ def test_site_load_is_reproducible_and_in_the_contract_format(generated, tmp_pat
     assert read_rows(sessions)[0] == [
         "session_id", "station_id", "connection_time", "disconnect_time", "kwh_delivered",
     ]  # fmt: skip
-    again = tmp_path / "again.csv"
+    again = tmp_path / "new" / "dir" / "again.csv"  # its directory is made
     assert run_cli(
         "site-load", "--site", "config/sites/workplace.toml", "--days", "21", "--stations", "20",
         "--seed", "1", "--out", str(again),
     ).returncode == 0  # fmt: skip
     assert again.read_bytes() == history.read_bytes()
+
+
+def test_an_output_that_cannot_be_written_exits_2_in_one_line(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    result = run_cli(
+        "site-load", "--site", "config/sites/workplace.toml", "--days", "2", "--out", str(blocker / "H.csv")
+    )
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"chargeagent: {blocker / 'H.csv'}: cannot write: ")
 
 
 def test_forecast_writes_36_h_of_sorted_non_negative_quantiles(generated, tmp_path):
