@@ -16,6 +16,7 @@ ignored; the profile in force stays, and falls to the failsafe when its grant en
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -116,15 +117,19 @@ class SiteLink:
             await self.clock.sleep(self.settings.report_interval_s)
 
     def current_demand(self) -> Demand:
+        """This station's demand now. Never raises: a value the schema would refuse (NaN, an estimate
+        above 1.2) is sent as "nothing wanted" / "unknown", which can only lower what the site gives it."""
         d, mono = self.demand(), self.clock.monotonic()
+        soh = d.soh if d.soh is not None and math.isfinite(d.soh) and 0.0 < d.soh <= 1.2 else None
+        departure = d.departure_s if d.departure_s is not None and math.isfinite(d.departure_s) else None
         return Demand(
             station_id=self.station_id,
             sent_at=self.clock.now().timestamp(),
-            want_w=max(d.want_w, 0.0),
-            power_w=max(d.power_w, 0.0),
-            need_wh=max(d.need_wh, 0.0),
-            departure=d.departure_s,
-            soh=d.soh,
+            want_w=_watts(d.want_w),
+            power_w=_watts(d.power_w),
+            need_wh=_watts(d.need_wh),
+            departure=departure if departure is not None and departure > 0.0 else None,
+            soh=soh,
             applied_limit_w=self.grant.limit_now_w(mono),
             applied_grant_at=self.grant.applied_grant_at(mono),
             failsafe_w=self.grant.failsafe_w,
@@ -154,3 +159,7 @@ class SiteLink:
         )
         self.grants_applied += 1
         self._log.debug("site_grant_applied", limit_w=round(grant.limit_w), valid_s=round(left, 1))
+
+
+def _watts(value: float) -> float:
+    return value if math.isfinite(value) and value > 0.0 else 0.0

@@ -109,6 +109,13 @@ async def test_the_demand_carries_what_the_session_needs() -> None:
     assert d.applied_limit_w == 8_000.0 and d.applied_grant_at is None  # on the failsafe
 
 
+async def test_a_demand_the_schema_would_refuse_is_sent_as_wanting_nothing() -> None:
+    nan = float("nan")
+    site = link(EvseDemand(want_w=nan, power_w=float("inf"), need_wh=-1.0, departure_s=nan, soh=1.7))
+    d = site.current_demand()
+    assert (d.want_w, d.power_w, d.need_wh, d.departure, d.soh) == (0.0, 0.0, 0.0, None, None)
+
+
 def test_a_station_without_a_failsafe_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match=r"site\.failsafe_kw: required when mqtt_url is set"):
         load_settings(overrides={"site": {"mqtt_url": "mqtt://127.0.0.1:1883"}})
