@@ -16,7 +16,8 @@ import aiomqtt
 import structlog
 
 from chargeagent.clock import Clock
-from chargeagent.mqtt_connect import MqttEndpoint, stay_connected
+from chargeagent.mqtt_connect import MqttEndpoint
+from station.site_link import stay_on_site_broker
 from station.site_protocol import (
     CapMessage,
     Demand,
@@ -61,17 +62,9 @@ class SiteController:
         self._warned_failsafe = False
 
     async def run(self) -> None:
-        await stay_connected(
-            lambda: self.endpoint.client(
-                identifier=f"chargeagent-site-controller-{self.site_id}", keepalive_s=30
-            ),
-            self._session,
-            connected=self.connected,
-            clock=self.clock,
-            log=self._log,
-            event_prefix="site_mqtt",
-            reconnect_min_s=0.5,
-            reconnect_max_s=30.0,
+        identifier = f"chargeagent-site-controller-{self.site_id}"
+        await stay_on_site_broker(
+            self.endpoint, identifier, self._session, self.connected, self.clock, self._log
         )
 
     async def _session(self, client: aiomqtt.Client) -> None:

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import aiomqtt
 import structlog
@@ -47,6 +48,27 @@ QOS = 1
 
 class SiteEndpoint(MqttEndpoint):
     config_section = "site"
+
+
+async def stay_on_site_broker(
+    endpoint: MqttEndpoint,
+    identifier: str,
+    session: Callable[[aiomqtt.Client], Awaitable[None]],
+    connected: asyncio.Event,
+    clock: Clock,
+    logger: Any,
+) -> None:
+    """The site's MQTT connection, for stations and the controller alike: reconnect from 0.5 s to 30 s."""
+    await stay_connected(
+        lambda: endpoint.client(identifier=identifier, keepalive_s=30),
+        session,
+        connected=connected,
+        clock=clock,
+        log=logger,
+        event_prefix="site_mqtt",
+        reconnect_min_s=0.5,
+        reconnect_max_s=30.0,
+    )
 
 
 @dataclass(frozen=True)
@@ -88,15 +110,9 @@ class SiteLink:
         )
 
     async def run(self) -> None:
-        await stay_connected(
-            lambda: self.endpoint.client(identifier=f"chargeagent-site-{self.station_id}", keepalive_s=30),
-            self._session,
-            connected=self.connected,
-            clock=self.clock,
-            log=self._log,
-            event_prefix="site_mqtt",
-            reconnect_min_s=0.5,
-            reconnect_max_s=30.0,
+        identifier = f"chargeagent-site-{self.station_id}"
+        await stay_on_site_broker(
+            self.endpoint, identifier, self._session, self.connected, self.clock, self._log
         )
 
     async def _session(self, client: aiomqtt.Client) -> None:
