@@ -66,6 +66,15 @@ def test_origins_are_midnights_a_day_apart_with_a_full_horizon():
         backtest_origins(history, 20, 144, 14.0)
 
 
+def test_origins_every_6_hours_fall_on_00_06_12_18_with_a_full_horizon():
+    history = LoadHistory(MONDAY, 900, np.zeros(30 * 96 + 50))
+    origins = backtest_origins(history, 9, 144, 14.0, every_h=6.0)
+    assert np.all(origins % 24 == 0) and np.all(np.diff(origins) == 24)
+    assert origins[-1] + 144 <= len(history.load_kw) < origins[-1] + 24 + 144
+    with pytest.raises(ForecastError, match="must divide a day"):
+        backtest_origins(history, 9, 144, 14.0, every_h=5.0)
+
+
 @pytest.fixture(scope="module")
 def eight_weeks():
     site = load_site(REPO / "config" / "sites" / "workplace.toml")
