@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 from collections.abc import Callable
 from pathlib import Path
 
@@ -66,6 +67,7 @@ def _match(change: Change) -> tuple[object, ...]:
     return change.component.match_key, change.variable.match_key
 
 
+@functools.cache  # the same few keys for every agent in the process (a fleet runs thousands): shared
 def _ref_key(ref: Ref) -> tuple[object, ...]:
     return ref[0].match_key, ref[1].match_key
 

@@ -76,7 +76,7 @@ class DeviceModel:
                 raise ConfigError(
                     f"device model: {definition.component.name}.{definition.variable.name}: {reason}"
                 )
-            value = canonical
+            value = _shared(canonical)  # mostly the same defaults on every agent
         self._defs[key] = definition
         self._values[key] = value
         self._components.add(_shared(definition.component.match_key))
