@@ -178,11 +178,14 @@ def backtest_forecast(
     every = "midnights" if origin_every_h == 24.0 else f"every {origin_every_h:g} h"
     title = f"backtest: {origins} origins ({every}) × {horizon_h:g} h, {hist.days():.0f} days of history"
     table = Table(title=title)
-    for column in ("method", "WAPE", "MASE", "pinball kW", "p10-p90 coverage"):
+    for column in ("method", "WAPE", "MASE", "pinball kW", "p10-p90 coverage", "< p10 / > p90"):
         table.add_column(column, justify="left" if column == "method" else "right")
     for s in scores:
-        coverage = "—" if s.coverage is None else f"{s.coverage:.3f}"
-        table.add_row(s.method, f"{s.wape:.3f}", f"{s.mase:.3f}", f"{s.pinball_kw:.2f}", coverage)
+        coverage, tails = "—", "—"
+        if s.coverage is not None:
+            coverage, tails = f"{s.coverage:.3f}", f"{s.below_p10:.3f} / {s.above_p90:.3f}"
+        row = (f"{s.wape:.3f}", f"{s.mase:.3f}", f"{s.pinball_kw:.2f}", coverage, tails)
+        table.add_row(s.method, *row)
     console.print(table)
     console.print(f"p50 WAPE vs best baseline: {wape_gain(scores):+.1%} better")
 

@@ -214,3 +214,49 @@ def test_upstream_message_validates_against_the_published_schema(workplace):
     del bad["site_id"]
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(bad, schema)
+
+
+def noisy_daily_load(days: int, noise_kw, seed: int = 3) -> LoadHistory:
+    """A daily sine around 50 kW plus Gaussian noise whose sd is noise_kw[i] per interval."""
+    n = days * 96
+    slot = np.arange(n) % 96
+    base = 50.0 + 30.0 * np.sin(2 * np.pi * slot / 96)
+    noise = np.random.default_rng(seed).normal(0.0, 1.0, n) * noise_kw
+    return LoadHistory(MONDAY, STEP, np.maximum(base + noise, 0.0))
+
+
+def band_coverage(forecast, actual) -> float:
+    return float(np.mean((actual >= forecast.p10_kw) & (actual <= forecast.p90_kw)))
+
+
+def test_a_site_whose_load_got_noisier_gets_a_wider_band():
+    """The last 14 days are twice as noisy: the pinball band, fitted on all 35 days, is too narrow for
+    the site as it is now; the conformal scale (models fitted on the first 21 days, scored on the last
+    14) widens it. It over-widens (the scale is measured on models that never saw the noisier days):
+    conservative by design, documented in docs/forecast.md."""
+    noise = np.where(np.arange(35 * 96) < 21 * 96, 4.0, 8.0)
+    history = noisy_daily_load(35, noise)
+    raw = LoadForecaster(ForecastConfig(**{**SMALL.__dict__, "calibration_days": 0.0})).fit(history)
+    calibrated = LoadForecaster(SMALL).fit(history)
+    assert raw.band_scale == (1.0, 1.0)
+    assert min(calibrated.band_scale) > 1.5
+    future = noisy_daily_load(36, np.full(36 * 96, 8.0), seed=11).load_kw[35 * 96 :]
+    raw_f, cal_f = raw.predict(history.end_s, 96), calibrated.predict(history.end_s, 96)
+    assert band_coverage(raw_f, future) < 0.75
+    assert band_coverage(cal_f, future) >= 0.8
+    assert np.array_equal(raw_f.p50_kw, cal_f.p50_kw)  # the median is not touched
+
+
+def test_a_steady_site_keeps_its_band_about_as_fitted():
+    history = noisy_daily_load(35, np.full(35 * 96, 6.0))
+    model = LoadForecaster(SMALL).fit(history)
+    assert all(0.8 <= side <= 1.25 for side in model.band_scale)
+
+
+def test_calibration_needs_enough_history_to_hold_days_out():
+    history = noisy_daily_load(20, np.full(20 * 96, 6.0))  # 20 - 14 days < min_history_days
+    with capture_logs() as logs:
+        model = LoadForecaster(SMALL).fit(history)
+    assert model.method == "quantile_gbm"
+    assert model.band_scale == (1.0, 1.0)
+    assert not [e for e in logs if e["event"] == "forecast_calibrated"]

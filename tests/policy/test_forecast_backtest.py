@@ -47,6 +47,7 @@ def test_metrics_follow_their_definitions():
     ]  # fmt: skip
     assert score.pinball_kw == pytest.approx(sum(losses) / 9)
     assert score.coverage == pytest.approx(2 / 3)  # 20 is above its p90 of 15
+    assert (score.below_p10, score.above_p90) == (pytest.approx(0.0), pytest.approx(1 / 3))
     assert acc.score("m", quantile=False).coverage is None
 
 
