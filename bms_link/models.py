@@ -14,7 +14,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 # Plausibility ranges. GB/T 27930 can encode -50..200 °C, but a cell reading above 100 °C or below -40 °C
 # is not a battery that is still charging: it is a broken sensor or a corrupt frame.
@@ -95,6 +95,10 @@ class PackInfo(_Frozen):
     max_temp_c: CellTempC
     soc: Fraction
     pack_voltage_v: PackVoltageV
+    # The EV's charging needs, when it states them (ISO 15118 ChargeParameterDiscovery carries a
+    # departure time and, in -20, a target SoC; an MQTT BMS may send both). GB/T 27930 has neither: None.
+    departure: AwareDatetime | None = None
+    target_soc: Annotated[float, Field(gt=0.0, le=1.0, allow_inf_nan=False)] | None = None
 
 
 class ChargeRequest(_Frozen):

@@ -149,10 +149,12 @@ class PolicySettings(_Section):
     replan_interval_s: PositiveS = 60.0
     temp_margin_c: Annotated[float, Field(ge=0.0, le=20.0)] = 2.0
     # A session's departure, as seconds after it starts (None: unknown). The site's load manager serves
-    # deadlines first, and the price plan needs one.
+    # deadlines first, and the price plan needs one. An EV that states its own departure (and target SoC)
+    # at the handshake overrides both for its session (bms_link.models.PackInfo.departure).
     dwell_s: Annotated[float | None, Field(gt=0.0, le=7 * 86400.0)] = None
     # Charge in the cheapest hours before the departure (policy/price_plan.py PricePlan), by the tariff
     # and any OpenADR price signals; the deadline always wins (docs/policy.md "Price-aware charging").
+    # A session with no departure (no dwell_s, none from the EV) charges at once.
     price_aware: bool = False
     tariff_hourly: (
         Annotated[
@@ -161,12 +163,6 @@ class PolicySettings(_Section):
         ]
         | None
     ) = None  # 24 prices per kWh for the UTC hours 0..23; None: a flat price (grid signals only)
-
-    @model_validator(mode="after")
-    def _price_plan_needs_a_departure(self) -> PolicySettings:
-        if self.price_aware and self.dwell_s is None:
-            raise ValueError("dwell_s: price_aware needs a departure time to plan against")
-        return self
 
 
 class HealthSettings(_Section):
@@ -224,7 +220,7 @@ class SiteSettings(_Section):
     report_interval_s: Annotated[float, Field(gt=0.0, le=60.0)] = 2.0  # demand to the controller
     # The station's limit without a valid grant (at start, and when the controller goes quiet). Required
     # when mqtt_url is set: the operator sizes the site's failsafes so that their sum stays <= the cap.
-    # A session's departure (its deadline for the site) is `policy.dwell_s`.
+    # A session's departure (its deadline for the site) is the EV's, else `policy.dwell_s`.
     failsafe_kw: Annotated[float | None, Field(ge=0.0, le=1000.0)] = None
 
     @model_validator(mode="after")

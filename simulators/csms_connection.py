@@ -257,6 +257,11 @@ class StationSession(ChargePoint):  # type: ignore[misc]  # ocpp ships no type h
     def on_notify_event(self, **_: Any) -> call_result.NotifyEvent:
         return call_result.NotifyEvent()
 
+    @_on("NotifyEVChargingNeeds")
+    def on_ev_charging_needs(self, **_: Any) -> call_result.NotifyEVChargingNeeds:
+        # Accepted = processed (K15.FR.03), not a promise to meet them; this CSMS plans nothing.
+        return call_result.NotifyEVChargingNeeds(status="Accepted")
+
     @_on("FirmwareStatusNotification")
     def on_firmware_status(self, **_: Any) -> call_result.FirmwareStatusNotification:
         return call_result.FirmwareStatusNotification()

@@ -18,6 +18,7 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Literal
 
 import structlog
@@ -90,6 +91,9 @@ class PackSpec:
     ambient_c: float
     max_charge_current_a: float
     vin: str | None = None
+    # A vehicle that states its charging needs (ISO 15118 style: when it leaves, and `target_soc`);
+    # None: it states none, as over GB/T 27930.
+    departure: datetime | None = None
 
 
 class SimulatedBms:
@@ -134,6 +138,8 @@ class SimulatedBms:
             max_temp_c=MAX_TEMP_C,
             soc=self.pack.soc,
             pack_voltage_v=_clip(self.pack.pack_voltage_v, 0.0, 1000.0),
+            departure=self.spec.departure,
+            target_soc=self.spec.target_soc if self.spec.departure is not None else None,
         )
 
     def request(self) -> ChargeRequest:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from bms_link.base import BmsLink
 from bms_link.models import ChargeCommand, PackInfo, PackTelemetry, StopReason
+from chargeagent.clock import ocpp_timestamp
 from chargeagent.config import Settings
 from chargeagent.errors import BmsLinkError
 from policy.closed_loop import FALLBACK_CURVE, ControllerSettings, CurveController
@@ -22,6 +23,7 @@ from policy.plan import CurvePolicy, Plan
 from policy.price_plan import PricePlan, Tariff, price_at
 from station.audit import Step
 from station.health_recorder import SessionRecorder
+from station.protocol.charging_needs import charging_needs
 from station.protocol.transaction import ChargingState, MeterSample
 from station.site_link import EvseDemand
 
@@ -79,6 +81,7 @@ class ChargingSession:
         self._station_soh: float | None = None
         dwell_s = agent.settings.policy.dwell_s  # this session's departure, if configured
         self._departure_s = None if dwell_s is None else agent.clock.now().timestamp() + dwell_s
+        self._target_soc = agent.settings.policy.target_soc  # the EV's own, once it states one
         self._price_plan = self._new_price_plan()
         self._prices_seen = -1  # the grid link's price-signal version the plan was priced with
         self._demand_a: float | None = None  # the envelope's demand at the last step
@@ -95,6 +98,7 @@ class ChargingSession:
         try:
             info = await link.start_session()
             self.log.info("bms_session_started", battery=info.battery_type, soc=info.soc)
+            self._take_charging_needs(info)
             self._recorder = agent_health.recorder(self.agent.settings.policy.ambient_c)
             self._station_soh = agent_health.soh_for(info)
             self._controller = self._new_controller(info, self._station_soh)
@@ -200,6 +204,28 @@ class ChargingSession:
                 self.agent.on_step(record)
         return link.end_reason or StopReason.STOPPED_BY_EV
 
+    def _take_charging_needs(self, info: PackInfo) -> None:
+        """The EV's departure and target SoC replace the configured ones for this session; the CSMS is
+        told with NotifyEVChargingNeeds (2.0.1 K15/K17; 1.6 has no such message)."""
+        if info.departure is None and info.target_soc is None:
+            return
+        now = self.agent.clock.now()
+        if info.departure is not None:
+            departure_s = info.departure.timestamp()
+            if departure_s <= now.timestamp():  # a stale or wrong clock: charge at once, never wait
+                self.log.warning("ev_departure_in_past", departure=ocpp_timestamp(info.departure))
+                departure_s = now.timestamp()
+            self._departure_s = departure_s
+            self._price_plan = self._new_price_plan()
+        if info.target_soc is not None:
+            self._target_soc = info.target_soc
+        self.log.info(
+            "ev_charging_needs",
+            departure=None if info.departure is None else ocpp_timestamp(info.departure),
+            target_soc=info.target_soc,
+        )
+        self.agent.enqueue([charging_needs(EVSE_ID, info)])
+
     def _new_price_plan(self) -> PricePlan | None:
         p = self.agent.settings.policy
         if not p.price_aware or self._departure_s is None:
@@ -213,7 +239,7 @@ class ChargingSession:
         return PricePlan(self._departure_s, price)
 
     def _need_kwh(self, telemetry: PackTelemetry, info: PackInfo) -> float:
-        return max(self.agent.settings.policy.target_soc - telemetry.soc, 0.0) * info.nominal_energy_kwh
+        return max(self._target_soc - telemetry.soc, 0.0) * info.nominal_energy_kwh
 
     def _price_limit(self, telemetry: PackTelemetry, info: PackInfo) -> float | None:
         """The price plan's current now (None: no plan, or it gives way to the deadline)."""
@@ -266,7 +292,7 @@ class ChargingSession:
             info,
             ControllerSettings(
                 preference=p.preference,
-                target_soc=p.target_soc,
+                target_soc=self._target_soc,
                 ambient_c=p.ambient_c,
                 assumed_soh=p.assumed_soh,
                 station_soh=station_soh,
