@@ -97,6 +97,7 @@ def test_on_8_weeks_of_workplace_data_our_p50_beats_every_baseline(eight_weeks):
     assert wape_gain(scores) > 0.0
     assert ours.mase < min(by_name[name].mase for name in BASELINES)
     assert ours.pinball_kw < 0.8 * min(by_name[name].pinball_kw for name in BASELINES)
-    assert 0.75 <= ours.coverage <= 0.92  # measured 0.85 (0.79-0.88 across seeds/configs)
+    # measured 0.82 with the band calibration (0.85 without; 0.815-0.839 in docs/forecast.md's runs)
+    assert 0.75 <= ours.coverage <= 0.88
     # sanity: the weekly naive is the weakest and its MASE is near 1 by construction
     assert 0.8 <= by_name["same interval last week"].mase <= 1.3
