@@ -14,6 +14,10 @@ Printed per N and kind: calls/s (all station->CSMS calls / wall time of the whol
 (send -> CallResult, wall clock), RSS per station (RSS growth from before the stations were created to when
 all had booted, / N; the CSMS's per-connection state is in both), failed calls. Ratio = agent / baseline.
 
+A second table (skip with --no-split) runs the same stations with the embedded CSMS in its own process
+(`chargeagent csms`), both in real time with a 1 s meter period, staggered: the station process's CPU time
+per call and its RSS growth per station are then the stations' alone, without the shared CSMS's cost.
+
     .venv/bin/python bench/bench_ocpp_fleet.py                    # N = 100 and 1000
     .venv/bin/python bench/bench_ocpp_fleet.py --agents 100 --meter-values 3
 """
@@ -25,10 +29,12 @@ import asyncio
 import functools
 import json
 import resource
+import socket
 import statistics
 import subprocess
 import sys
 import time
+import types
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,8 +42,9 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 EPOCH = datetime(2026, 6, 1, tzinfo=UTC)
-METER_PERIOD_S = 10.0
-METER_STEP_S = METER_PERIOD_S + 0.001  # past the core's TxUpdatedInterval despite float rounding
+METER_PERIOD_S = 10.0  # virtual time (in-process runs)
+SPLIT_PERIOD_S = 1.0  # real time (--split: the CSMS in its own process keeps wall-clock time)
+STEP_PAST_S = 0.001  # a meter step lands past the core's TxUpdatedInterval despite float rounding
 
 
 def rss_kib() -> int:
@@ -62,19 +69,19 @@ class Timings:
         self.latencies_s.append(time.perf_counter() - began)
 
 
-def start_offsets(n: int, staggered: bool) -> list[float]:
+def start_offsets(n: int, staggered: bool, period_s: float = METER_PERIOD_S) -> list[float]:
     """When each station boots and starts its transaction (virtual s): all at 0 ("burst": a CSMS restart,
     every station reconnecting at once), or spread evenly over one meter period ("staggered": stations
     that booted and plugged in at different times, as in a real fleet)."""
-    return [i * METER_PERIOD_S / n if staggered else 0.0 for i in range(n)]
+    return [i * period_s / n if staggered else 0.0 for i in range(n)]
 
 
-def transaction_messages(station_id: str, k: int) -> list[Any]:
+def transaction_messages(station_id: str, k: int, period_s: float = METER_PERIOD_S) -> list[Any]:
     """Started, k x Updated, Ended as our core builds them (pure; used by both kinds)."""
     from station.protocol.station import StationCore, StationInfo  # noqa: PLC0415
     from station.protocol.transaction import MeterSample  # noqa: PLC0415
 
-    core = StationCore(station_id, StationInfo("v", "m", "s", "f"), meter_interval_s=METER_PERIOD_S)
+    core = StationCore(station_id, StationInfo("v", "m", "s", "f"), meter_interval_s=period_s)
     _, pending = core.on_request_start(
         id_token={"idToken": "B", "type": "Central"}, remote_start_id=1, evse_id=1
     )
@@ -82,13 +89,15 @@ def transaction_messages(station_id: str, k: int) -> list[Any]:
     out = core.start_transaction(pending, charging_profile=None, now=EPOCH, now_s=0.0)
     for i in range(1, k + 1):
         core.record_sample(1, MeterSample(i * 100.0, 50_000.0, 125.0, 400.0, 0.5, 30.0))
-        out += core.meter_update(1, EPOCH, i * METER_PERIOD_S)
+        out += core.meter_update(1, EPOCH, i * period_s)
     from bms_link.models import StopReason  # noqa: PLC0415
 
     return out + core.end_transaction(1, EPOCH, StopReason.REMOTE, None)
 
 
-async def run_agents(csms: Any, n: int, k: int, timings: Timings, staggered: bool) -> int:
+async def run_agents(
+    csms: Any, n: int, k: int, timings: Timings, staggered: bool, period_s: float = METER_PERIOD_S
+) -> int:
     from chargeagent.clock import LoopClock  # noqa: PLC0415
     from chargeagent.config import load_settings  # noqa: PLC0415
     from station import ocpp_v201  # noqa: PLC0415
@@ -116,7 +125,7 @@ async def run_agents(csms: Any, n: int, k: int, timings: Timings, staggered: boo
         overrides={
             "ocpp": {
                 "csms_url": csms.url,
-                "meter_interval_s": METER_PERIOD_S,
+                "meter_interval_s": period_s,
                 "heartbeat_interval_s": 3600,
                 "compiled_validation": True,
             },  # as the wire fleet runs many agents
@@ -126,7 +135,7 @@ async def run_agents(csms: Any, n: int, k: int, timings: Timings, staggered: boo
     for i in range(n):
         settings = base.model_copy(update={"station": base.station.model_copy(update={"id": f"A{i:05d}"})})
         agents.append(StationAgent(settings, clock=clock, bms_factory=lambda: None))  # type: ignore[arg-type,return-value]
-    offsets = start_offsets(n, staggered)
+    offsets = start_offsets(n, staggered, period_s)
 
     async def start(agent: Any, offset_s: float) -> None:
         await clock.sleep(offset_s)
@@ -147,7 +156,7 @@ async def run_agents(csms: Any, n: int, k: int, timings: Timings, staggered: boo
             core.start_transaction(pending, charging_profile=None, now=clock.now(), now_s=clock.monotonic())
         )
         for j in range(1, k + 1):
-            await clock.sleep(METER_STEP_S)
+            await clock.sleep(period_s + STEP_PAST_S)
             core.record_sample(1, MeterSample(j * 100.0, 50_000.0, 125.0, 400.0, 0.5, 30.0))
             agent.enqueue(core.meter_update(1, clock.now(), clock.monotonic()))
         from bms_link.models import StopReason  # noqa: PLC0415
@@ -164,7 +173,9 @@ async def run_agents(csms: Any, n: int, k: int, timings: Timings, staggered: boo
     return grown
 
 
-async def run_baseline(csms: Any, n: int, k: int, timings: Timings, staggered: bool) -> int:
+async def run_baseline(
+    csms: Any, n: int, k: int, timings: Timings, staggered: bool, period_s: float = METER_PERIOD_S
+) -> int:
     import websockets  # noqa: PLC0415
     from ocpp.charge_point import camel_to_snake_case  # noqa: PLC0415
     from ocpp.v201 import ChargePoint, call  # noqa: PLC0415
@@ -180,7 +191,7 @@ async def run_baseline(csms: Any, n: int, k: int, timings: Timings, staggered: b
         reader = asyncio.create_task(cp.start())
         stations.append((cp, ws, reader))
 
-    offsets = start_offsets(n, staggered)
+    offsets = start_offsets(n, staggered, period_s)
 
     async def boot(cp: Any, offset_s: float) -> None:
         await clock.sleep(offset_s)
@@ -207,12 +218,12 @@ async def run_baseline(csms: Any, n: int, k: int, timings: Timings, staggered: b
         await clock.sleep(offset_s)
         for j, message in enumerate(messages):
             if 0 < j <= k:
-                await clock.sleep(METER_STEP_S)
+                await clock.sleep(period_s + STEP_PAST_S)
             kwargs = camel_to_snake_case(message.payload)
             request = call.TransactionEvent(**kwargs)
             await timings.timed(functools.partial(cp.call, request))
 
-    plans = [transaction_messages(f"B{i:05d}", k) for i in range(n)]
+    plans = [transaction_messages(f"B{i:05d}", k, period_s) for i in range(n)]
     await asyncio.gather(
         *(
             transaction(cp, plan, offsets[i])
@@ -223,6 +234,58 @@ async def run_baseline(csms: Any, n: int, k: int, timings: Timings, staggered: b
         reader.cancel()
         await ws.close()
     return grown
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def split_worker(kind: str, n: int, k: int) -> dict[str, Any]:
+    """The stations in this process, the embedded CSMS in its own (`chargeagent csms`), both in real time
+    (1 s meter period, staggered): this process's CPU time and RSS growth are the stations' alone."""
+    from chargeagent.logs import configure_logging  # noqa: PLC0415
+
+    configure_logging(level="error")
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    port = _free_port()
+    binary = Path(sys.executable).with_name("chargeagent")
+    server = subprocess.Popen(
+        [str(binary), "csms", "--port", str(port), "--no-auto-start"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30.0
+        while True:  # until it listens
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1.0).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise RuntimeError("chargeagent csms did not start") from None
+                time.sleep(0.1)
+        timings = Timings()
+        csms = types.SimpleNamespace(url=f"ws://127.0.0.1:{port}")
+
+        async def main() -> tuple[int, float]:
+            cpu = time.process_time()
+            run = run_agents if kind == "agent" else run_baseline
+            grown = await run(csms, n, k, timings, True, SPLIT_PERIOD_S)
+            return grown, time.process_time() - cpu
+
+        grown, cpu_s = asyncio.run(main())
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    calls = len(timings.latencies_s)
+    return {
+        "calls": calls,
+        "failed": timings.failed,
+        "cpu_us_per_call": 1e6 * cpu_s / max(calls, 1),
+        "rss_kib_per_station": grown / n,
+    }
 
 
 def worker(kind: str, n: int, k: int, staggered: bool = False) -> dict[str, Any]:
@@ -266,9 +329,17 @@ def main() -> None:
         "--start", choices=["staggered", "burst"], nargs="+", default=["staggered", "burst"],
         help="when stations boot and transact: spread over a meter period, or all at once",
     )  # fmt: skip
+    parser.add_argument(
+        "--no-split", action="store_true",
+        help="skip the second table (stations in one process, the CSMS in another, real time)",
+    )  # fmt: skip
     parser.add_argument("--worker", choices=["agent", "baseline"], help=argparse.SUPPRESS)
+    parser.add_argument("--split-worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
+        if args.split_worker:
+            print(json.dumps(split_worker(args.worker, args.agents[0], args.meter_values)))
+            return
         staggered = args.start == ["staggered"]
         print(json.dumps(worker(args.worker, args.agents[0], args.meter_values, staggered)))
         return
@@ -297,6 +368,36 @@ def main() -> None:
                 f"{a['p50_ms'] / b['p50_ms']:>8.2f}x{a['p99_ms'] / b['p99_ms']:>8.2f}x"
                 f"{a['rss_kib_per_station'] / max(b['rss_kib_per_station'], 1e-9):>12.2f}x"
             )
+
+    if not args.no_split:
+        split_table(args.agents, k)
+
+
+def split_table(agents: list[int], k: int) -> None:
+    """What the stations alone cost: the same runs with the CSMS in its own process (real time)."""
+    print(
+        f"\nstations only (the CSMS in its own process; real time, {k} meter values "
+        f"{SPLIT_PERIOD_S:g} s apart, staggered)"
+    )
+    print(f"{'N':>6} {'kind':<9}{'calls':>8}{'failed':>7}{'station CPU us/call':>21}{'KiB/station':>13}")
+    for n in agents:
+        rows = {}
+        for kind in ("baseline", "agent"):
+            done = subprocess.run(
+                [sys.executable, __file__, "--worker", kind, "--split-worker", "--agents", str(n),
+                 "--meter-values", str(k)],
+                cwd=REPO, capture_output=True, text=True, check=True,
+            )  # fmt: skip
+            rows[kind] = r = json.loads(done.stdout.strip().splitlines()[-1])
+            print(
+                f"{n:>6} {kind:<9}{r['calls']:>8}{r['failed']:>7}{r['cpu_us_per_call']:>21.0f}"
+                f"{r['rss_kib_per_station']:>13.1f}"
+            )
+        a, b = rows["agent"], rows["baseline"]
+        print(
+            f"{n:>6} {'ratio':<9}{'':>8}{'':>7}{a['cpu_us_per_call'] / b['cpu_us_per_call']:>20.2f}x"
+            f"{a['rss_kib_per_station'] / max(b['rss_kib_per_station'], 1e-9):>12.2f}x"
+        )
 
 
 if __name__ == "__main__":
