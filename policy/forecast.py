@@ -30,6 +30,7 @@ from policy.forecast_features import (
     SeriesIndex,
     committed_rows,
     feature_rows,
+    interval_mean_kw,
 )
 from policy.forecast_io import LoadHistory, format_utc
 
@@ -66,8 +67,9 @@ class ForecastConfig:
     random_state: int = 0
     # Conformal calibration of the p10-p90 band (split conformal on a scaled band, after conformalised
     # quantile regression, Romano et al. 2019, NeurIPS): quantile models fitted without the last
-    # `calibration_days` of cutoffs score those days, and the band's two halves around the median are
-    # scaled by the factor that makes it hold `coverage` of them. 0 days: off (the raw pinball band).
+    # `calibration_days` of targets forecast those days, and the band's lower and upper halves around
+    # the median are each scaled so that each side misses at most (1 - coverage) / 2 of them.
+    # 0 days: off (the raw pinball band).
     calibration_days: float = 14.0
     coverage: float = 0.8
 
@@ -225,7 +227,10 @@ class LoadForecaster:
             plugged_in = self.sessions.active_at(start_s)
         committed = np.zeros(horizon_steps)
         if plugged_in is not None and len(plugged_in.on_s):
-            committed = committed_rows(plugged_in, np.asarray([float(start_s)]), step, horizon_steps)[0]
+            # Each interval where it lies: a plan that starts later (a price plan waiting, from the
+            # stations' demands, station/site_forecast.py) lands later; ones running now count from start.
+            p = plugged_in
+            committed = interval_mean_kw(p.on_s, p.off_s, p.power_kw, float(start_s), step, horizon_steps)
         target = np.arange(first, first + horizon_steps, dtype=np.int64)
         if self.method == "seasonal_profile":
             raw = seasonal_profile(hist, target)

@@ -264,12 +264,19 @@ class ChargingSession:
         """What this session asks of the site's load manager (station/site_link.py)."""
         sohs = [v for v in (telemetry.soh, self._station_soh) if v is not None]
         want_a = decision.demand_a if self._price_a is None else min(decision.demand_a, self._price_a)
+        need_kwh, volts = self._need_kwh(telemetry, info), telemetry.pack_voltage_v
+        plan_from_s = None
+        if self._price_plan is not None and self._price_a is not None and self._price_a <= 0.0:
+            now_s = self.agent.clock.now().timestamp()  # waiting: when does the plan start drawing?
+            plan_from_s = now_s + self._price_plan.wait_s(now_s, need_kwh, self._could_kw(max(volts, 1.0)))
         return EvseDemand(
-            want_w=want_a * telemetry.pack_voltage_v,  # a car waiting for cheaper hours wants nothing now
-            power_w=decision.current_a * telemetry.pack_voltage_v,
-            need_wh=self._need_kwh(telemetry, info) * 1000.0,
+            want_w=want_a * volts,  # a car waiting for cheaper hours wants nothing now
+            power_w=decision.current_a * volts,
+            need_wh=need_kwh * 1000.0,
             departure_s=self._departure_s,
             soh=min(sohs) if sohs else None,  # the more conservative of the BMS's and the station's
+            plan_w=decision.demand_a * volts,
+            plan_from_s=plan_from_s,
         )
 
     def _csms_limit(self, telemetry: PackTelemetry) -> float | None:

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from chargeagent.config import GridSettings
     from chargeagent.mqtt_connect import MqttEndpoint
     from station.grid import ForecastPublisher
+    from station.site_forecast import DemandBook
     from station.site_ven import SiteVen
 
 log = structlog.get_logger(__name__)
@@ -285,6 +286,13 @@ def publish_forecast(
         str | None, typer.Option(help="Also report to this OpenADR 2.0b VTN (default: config grid.vtn_url).")
     ] = None,
     mqtt: Annotated[bool, typer.Option(help="Publish over MQTT (--no-mqtt: OpenADR only).")] = True,
+    site_mqtt_url: Annotated[
+        str | None,
+        typer.Option(
+            help="The stations' site broker: their demands (chargeagent/{site-id}/demand/+) give the "
+            "plugged-in cars' planned energy (default: config site.mqtt_url; none: history only)."
+        ),
+    ] = None,
 ) -> None:
     """Keep publishing the site load forecast upstream (MQTT and/or OpenADR) until Ctrl-C (or SIGTERM)."""
     from station.grid import GridEndpoint  # noqa: PLC0415
@@ -314,10 +322,29 @@ def publish_forecast(
         read_history_csv(history, HISTORY_STEP_S)  # bad input: exit 2 now, not a log line per check
     except ChargeAgentError as exc:
         _fail(str(exc))
-    loop = _PublishLoop(history, grid, steps, interval_min * 60, check_s, mqtt=mqtt)
+    loop = _PublishLoop(
+        history, grid, steps, interval_min * 60, check_s, mqtt=mqtt, site=_site_endpoint(site_mqtt_url)
+    )
     with contextlib.suppress(KeyboardInterrupt, asyncio.CancelledError):  # Ctrl-C / SIGTERM: a clean stop
         asyncio.run(loop.run())
     console.print(f"stopped: {loop.submitted} forecasts made, {loop.published} published")
+
+
+def _site_endpoint(url: str | None) -> MqttEndpoint | None:
+    """The stations' site broker (credentials from [site]), or None: no live known future."""
+    from station.cli import _settings  # noqa: PLC0415  (cli imports this module)
+    from station.site_link import SiteEndpoint  # noqa: PLC0415
+
+    site = _settings(None).site
+    url = url or site.mqtt_url
+    if url is None:
+        return None
+    try:
+        return SiteEndpoint.from_url(
+            url, username=site.mqtt_username, password_env=site.mqtt_password_env, ca_file=site.mqtt_ca_file
+        )
+    except ChargeAgentError as exc:
+        _fail(str(exc))
 
 
 class _PublishLoop:
@@ -331,11 +358,14 @@ class _PublishLoop:
         interval_s: int,
         check_s: float,
         mqtt: bool = True,
+        site: MqttEndpoint | None = None,
     ) -> None:
         self.history, self.grid, self.steps = history, grid, steps
         self.interval_s, self.check_s, self.mqtt = interval_s, check_s, mqtt
         self.submitted = 0
         self._publisher: ForecastPublisher | None = None
+        self._site = site
+        self._demands: DemandBook | None = None
 
     async def run(self) -> None:
         from policy.forecast import ForecastConfig, LoadForecaster, forecast_message  # noqa: PLC0415
@@ -356,13 +386,19 @@ class _PublishLoop:
                 publisher = ForecastPublisher.from_settings(self.grid, clock=clock)
                 self._publisher = await stack.enter_async_context(publisher)
             ven = await self._start_ven(stack)
+            await self._follow_demands(stack, clock)
             while True:
                 try:
                     hist = await asyncio.to_thread(read_history_csv, self.history, HISTORY_STEP_S)
                     if model is None or clock.monotonic() - fitted_at_s >= self.grid.publish_interval_s:
                         model = await asyncio.to_thread(LoadForecaster(config).fit, hist)
                         fitted_at_s = clock.monotonic()
-                    result = model.predict(hist.end_s, self.steps, history=hist).resampled(self.interval_s)
+                    plugged = None  # None: the model's own (the fitted sessions; none here)
+                    if self._demands is not None:
+                        plugged = self._demands.plugged_in(clock.now().timestamp())
+                    result = model.predict(
+                        hist.end_s, self.steps, history=hist, plugged_in=plugged
+                    ).resampled(self.interval_s)
                 except ChargeAgentError as exc:  # e.g. the file is being rewritten: keep the last forecast
                     log.warning("forecast_refresh_failed", error=str(exc), retry_in_s=self.check_s)
                 else:
@@ -373,6 +409,22 @@ class _PublishLoop:
                         ven.update(message, float(hist.load_kw[-1]), clock.monotonic())
                     self.submitted += 1
                 await clock.sleep(self.check_s)
+
+    async def _follow_demands(self, stack: contextlib.AsyncExitStack, clock: LoopClock) -> None:
+        """The stations' demands as a task beside the loop (stopped with it), when a site broker is set."""
+        if self._site is None:
+            return
+        from station.site_forecast import DemandBook, follow_demands  # noqa: PLC0415
+
+        self._demands = DemandBook()
+        follow = follow_demands(self._site, self.grid.site_id, self._demands, clock, asyncio.Event())
+        task = asyncio.create_task(follow, name="site-demands")
+
+        async def stop() -> None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+        stack.push_async_callback(stop)
 
     async def _start_ven(self, stack: contextlib.AsyncExitStack) -> SiteVen | None:
         """The OpenADR VEN as a task beside the loop (stopped with it), when a VTN is configured."""

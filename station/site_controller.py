@@ -20,7 +20,6 @@ from chargeagent.mqtt_connect import MqttEndpoint
 from station.site_link import stay_on_site_broker
 from station.site_protocol import (
     CapMessage,
-    Demand,
     Grant,
     SiteAllocator,
     SiteMessageError,
@@ -29,6 +28,7 @@ from station.site_protocol import (
     encode,
     limit_topic,
     parse,
+    parse_demand,
 )
 
 log = structlog.get_logger(__name__)
@@ -90,19 +90,13 @@ class SiteController:
             self._log.warning("site_cap_changed", cap_kw=cap.cap_kw, was_kw=self.allocator.cap_w / 1000.0)
             self.allocator.cap_w = cap.cap_kw * 1000.0
             return
-        station_id = topic.rsplit("/", 1)[-1]
         try:
-            demand = parse(Demand, payload)
+            demand = parse_demand(topic, payload)
         except SiteMessageError as exc:
             self._log.error(
-                "site_demand_invalid", station_id=station_id, problem=str(exc), reaction="ignored"
-            )
-            return
-        if demand.station_id != station_id:
-            self._log.error(
                 "site_demand_invalid",
-                station_id=station_id,
-                problem=f"station_id {demand.station_id!r} on another station's topic",
+                station_id=topic.rsplit("/", 1)[-1],
+                problem=str(exc),
                 reaction="ignored",
             )
             return

@@ -80,6 +80,8 @@ class EvseDemand:
     need_wh: float = 0.0
     departure_s: float | None = None  # epoch s
     soh: float | None = None
+    plan_w: float | None = None  # what its plan draws once it draws (Demand.plan_w)
+    plan_from_s: float | None = None  # epoch s its plan starts drawing (None: now)
 
 
 class SiteLink:
@@ -137,18 +139,19 @@ class SiteLink:
         above 1.2) is sent as "nothing wanted" / "unknown", which can only lower what the site gives it."""
         d, mono = self.demand(), self.clock.monotonic()
         soh = d.soh if d.soh is not None and math.isfinite(d.soh) and 0.0 < d.soh <= 1.2 else None
-        departure = d.departure_s if d.departure_s is not None and math.isfinite(d.departure_s) else None
         return Demand(
             station_id=self.station_id,
             sent_at=self.clock.now().timestamp(),
             want_w=_watts(d.want_w),
             power_w=_watts(d.power_w),
             need_wh=_watts(d.need_wh),
-            departure=departure if departure is not None and departure > 0.0 else None,
+            departure=_epoch(d.departure_s),
             soh=soh,
             applied_limit_w=self.grant.limit_now_w(mono),
             applied_grant_at=self.grant.applied_grant_at(mono),
             failsafe_w=self.grant.failsafe_w,
+            plan_w=None if d.plan_w is None else _watts(d.plan_w),
+            plan_from=_epoch(d.plan_from_s),
         )
 
     def on_grant(self, payload: bytes) -> None:
@@ -175,6 +178,10 @@ class SiteLink:
         )
         self.grants_applied += 1
         self._log.debug("site_grant_applied", limit_w=round(grant.limit_w), valid_s=round(left, 1))
+
+
+def _epoch(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) and value > 0.0 else None
 
 
 def _watts(value: float) -> float:

@@ -87,6 +87,11 @@ class Demand(_Message):
     applied_limit_w: NonNegativeW | None = None  # the site limit it enforces now (None: none yet)
     applied_grant_at: EpochS | None = None  # `issued_at` of the grant it enforces (None: its failsafe)
     failsafe_w: NonNegativeW  # what it falls back to without a valid grant
+    # Its plan, for the site's load forecast (station/site_forecast.py): the power it will draw once its
+    # plan draws (the envelope's demand without the price plan) and from when (a price plan waiting for
+    # cheaper hours; None: now). None from stations that do not say: `want_w` from now.
+    plan_w: NonNegativeW | None = None
+    plan_from: EpochS | None = None
 
 
 class Grant(_Message):
@@ -101,6 +106,16 @@ class Grant(_Message):
 
 class CapMessage(_Message):
     cap_kw: Annotated[float, Field(ge=0.0, allow_inf_nan=False)]
+
+
+def parse_demand(topic: str, payload: bytes) -> Demand:
+    """A demand from `chargeagent/{site}/demand/{station}`; SiteMessageError if it is not the schema or
+    names another station than its topic's."""
+    demand = parse(Demand, payload)
+    station_id = topic.rsplit("/", 1)[-1]
+    if demand.station_id != station_id:
+        raise SiteMessageError(f"station_id {demand.station_id!r} on another station's topic")
+    return demand
 
 
 def demand_topic(site_id: str, station_id: str) -> str:

@@ -9,12 +9,15 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import aiomqtt
 import jsonschema
 import numpy as np
 import pytest
+
+from policy.forecast_io import format_utc, parse_utc
 
 REPO = Path(__file__).resolve().parents[2]
 CLI = [sys.executable, "-m", "station.cli"]
@@ -337,3 +340,55 @@ def test_publish_forecast_without_mqtt_or_vtn_exits_2(tmp_path):
     result = run_cli("publish-forecast", "--history", str(history), "--no-mqtt")
     assert result.returncode == 2
     assert "--no-mqtt needs --vtn-url" in result.stderr
+
+
+def test_publish_forecast_places_the_plugged_in_cars_where_their_stations_plan_them(mosquitto, tmp_path):
+    """`--site-mqtt-url`: a station waiting for cheaper hours (its demand: 40 kWh at 40 kW from 3 h on)
+    shows in the published forecast at +3 h, not now. History: 3 days at 5 kW up to the current quarter."""
+    from station.site_protocol import Demand, demand_topic, encode
+
+    now = int(time.time()) // 900 * 900
+    history = tmp_path / "HISTORY.csv"
+    with history.open("w") as handle:
+        handle.write("interval_start,load_kw\n")
+        for i in range(3 * 96, 0, -1):
+            handle.write(f"{format_utc(now - i * 900)},5.0\n")
+    proc = subprocess.Popen(
+        [*CLI, "publish-forecast", "--history", str(history), "--site-id", "plan-1",
+         "--mqtt-url", mosquitto.url, "--site-mqtt-url", mosquitto.url, "--check-s", "0.5"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+    )  # fmt: skip
+
+    async def until_the_plan_shows() -> dict:
+        async with aiomqtt.Client("127.0.0.1", mosquitto.port, identifier="test-site") as client:
+            await client.subscribe("chargeagent/plan-1/forecast", qos=1)
+            async with asyncio.timeout(40):
+                while True:
+                    sent_at = time.time()
+                    waiting = Demand(
+                        station_id="S1", sent_at=sent_at, want_w=0.0, power_w=0.0, need_wh=40_000.0,
+                        failsafe_w=0.0, plan_w=40_000.0, plan_from=now + 3 * 3600.0,
+                    )  # fmt: skip
+                    await client.publish(demand_topic("plan-1", "S1"), encode(waiting), qos=1)
+                    try:
+                        async with asyncio.timeout(1.0):
+                            async for message in client.messages:
+                                forecast = json.loads(bytes(message.payload))
+                                if max(i["p50"] for i in forecast["intervals"]) > 30.0:
+                                    return forecast
+                    except TimeoutError:
+                        continue
+
+    try:
+        forecast = asyncio.run(until_the_plan_shows())
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    p50 = {parse_utc(i["start"]): i["p50"] for i in forecast["intervals"]}
+    assert all(p50[now + k * 900] == pytest.approx(5.0, abs=0.5) for k in range(11))  # nothing before +3 h
+    planned = [p50[now + k * 900] for k in range(12, 16)]  # 40 kWh at 40 kW: the hour from +3 h
+    assert all(value >= 39.0 for value in planned)
+    assert p50[now + 17 * 900] == pytest.approx(5.0, abs=0.5)

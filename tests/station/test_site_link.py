@@ -107,13 +107,31 @@ async def test_the_demand_carries_what_the_session_needs() -> None:
         0.8,
     )
     assert d.applied_limit_w == 8_000.0 and d.applied_grant_at is None  # on the failsafe
+    assert (d.plan_w, d.plan_from) == (None, None)  # the session stated no plan
+
+
+async def test_the_demand_carries_the_plan_for_the_site_forecast() -> None:
+    site = link(EvseDemand(want_w=0.0, need_wh=30_000.0, plan_w=60_000.0, plan_from_s=1e9 + 3600))
+    d = site.current_demand()
+    assert (d.want_w, d.plan_w, d.plan_from) == (0.0, 60_000.0, 1e9 + 3600)
 
 
 async def test_a_demand_the_schema_would_refuse_is_sent_as_wanting_nothing() -> None:
     nan = float("nan")
-    site = link(EvseDemand(want_w=nan, power_w=float("inf"), need_wh=-1.0, departure_s=nan, soh=1.7))
+    site = link(
+        EvseDemand(
+            want_w=nan,
+            power_w=float("inf"),
+            need_wh=-1.0,
+            departure_s=nan,
+            soh=1.7,
+            plan_w=nan,
+            plan_from_s=-1.0,
+        )
+    )
     d = site.current_demand()
     assert (d.want_w, d.power_w, d.need_wh, d.departure, d.soh) == (0.0, 0.0, 0.0, None, None)
+    assert (d.plan_w, d.plan_from) == (0.0, None)
 
 
 def test_a_station_without_a_failsafe_is_a_config_error() -> None:
