@@ -352,12 +352,7 @@ def main() -> None:
         for n in args.agents:
             rows = {}
             for kind in ("baseline", "agent"):
-                done = subprocess.run(
-                    [sys.executable, __file__, "--worker", kind, "--agents", str(n), "--meter-values", str(k),
-                     "--start", start],
-                    cwd=REPO, capture_output=True, text=True, check=True,
-                )  # fmt: skip
-                rows[kind] = r = json.loads(done.stdout.strip().splitlines()[-1])
+                rows[kind] = r = _run_worker(kind, n, k, "--start", start)
                 print(
                     f"{start:<10}{n:>6} {kind:<9}{r['calls']:>8}{r['failed']:>7}{r['calls_per_s']:>10.0f}"
                     f"{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}{r['rss_kib_per_station']:>13.1f}"
@@ -373,6 +368,14 @@ def main() -> None:
         split_table(args.agents, k)
 
 
+def _run_worker(kind: str, n: int, k: int, *extra: str) -> dict[str, Any]:
+    """One kind's run in its own process (their memory must not mix); its JSON line."""
+    command = [sys.executable, __file__, "--worker", kind, "--agents", str(n), "--meter-values", str(k)]
+    done = subprocess.run([*command, *extra], cwd=REPO, capture_output=True, text=True, check=True)
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
 def split_table(agents: list[int], k: int) -> None:
     """What the stations alone cost: the same runs with the CSMS in its own process (real time)."""
     print(
@@ -383,12 +386,7 @@ def split_table(agents: list[int], k: int) -> None:
     for n in agents:
         rows = {}
         for kind in ("baseline", "agent"):
-            done = subprocess.run(
-                [sys.executable, __file__, "--worker", kind, "--split-worker", "--agents", str(n),
-                 "--meter-values", str(k)],
-                cwd=REPO, capture_output=True, text=True, check=True,
-            )  # fmt: skip
-            rows[kind] = r = json.loads(done.stdout.strip().splitlines()[-1])
+            rows[kind] = r = _run_worker(kind, n, k, "--split-worker")
             print(
                 f"{n:>6} {kind:<9}{r['calls']:>8}{r['failed']:>7}{r['cpu_us_per_call']:>21.0f}"
                 f"{r['rss_kib_per_station']:>13.1f}"
