@@ -310,6 +310,8 @@ async def test_publish_forecast_reports_to_an_openadr_vtn_without_mqtt(tmp_path)
             *CLI, "publish-forecast", "--history", str(history), "--site-id", "adr-1", "--no-mqtt",
             "--vtn-url", vtn.url, "--check-s", "0.5",
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO,
+            # reports as fast as the test VTN asks (1 s), not the 60 s default: ~45 s less waiting
+            env={**os.environ, "CHARGEAGENT_GRID__REPORT_INTERVAL_S": "1"},
         )  # fmt: skip
         try:
             await vtn.wait_for(lambda: all(vtn.values.get(r) for r in ("p10", "p50", "p90", "load")), 60)
