@@ -14,7 +14,7 @@ import contextlib
 import json
 import math
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
@@ -347,6 +347,17 @@ def _site_endpoint(url: str | None) -> MqttEndpoint | None:
         _fail(str(exc))
 
 
+def _beside(stack: contextlib.AsyncExitStack, work: Coroutine[Any, Any, None], name: str) -> None:
+    """Run `work` as a task beside the publish loop, cancelled (and awaited) when the loop ends."""
+    task = asyncio.create_task(work, name=name)
+
+    async def stop() -> None:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    stack.push_async_callback(stop)
+
+
 class _PublishLoop:
     """Re-read the history every `check_s` (new lags, no refit), refit every `publish_interval_s`, submit."""
 
@@ -418,13 +429,7 @@ class _PublishLoop:
 
         self._demands = DemandBook()
         follow = follow_demands(self._site, self.grid.site_id, self._demands, clock, asyncio.Event())
-        task = asyncio.create_task(follow, name="site-demands")
-
-        async def stop() -> None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-
-        stack.push_async_callback(stop)
+        _beside(stack, follow, "site-demands")
 
     async def _start_ven(self, stack: contextlib.AsyncExitStack) -> SiteVen | None:
         """The OpenADR VEN as a task beside the loop (stopped with it), when a VTN is configured."""
@@ -433,13 +438,7 @@ class _PublishLoop:
         from station.site_ven import SiteVen  # noqa: PLC0415
 
         ven = SiteVen(self.grid)
-        task = asyncio.create_task(ven.run(), name="openadr-ven")
-
-        async def stop() -> None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-
-        stack.push_async_callback(stop)
+        _beside(stack, ven.run(), "openadr-ven")
         return ven
 
     @property
