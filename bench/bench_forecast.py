@@ -62,7 +62,7 @@ def main() -> None:
     rows: list[tuple[str, float, str]] = []
 
     def plain_fit() -> None:
-        x, y, _, _ = training_rows(history, config, None, PLAIN_FEATURES)
+        x, y, _, _, _ = training_rows(history, config, None, PLAIN_FEATURES)
         fit_gbm(x, y, config, None)
 
     base = best_of(args.repeats, plain_fit)
@@ -73,7 +73,7 @@ def main() -> None:
         rows.append((f"ours: refit, 3 quantile models, {threads} thread(s)", t, f"{t / base:.2f}"))
     t = best_of(args.repeats, lambda: LoadForecaster(config).fit(history, known))
     rows.append(("ours: refit with sessions (residual target), 1 thread", t, f"{t / base:.2f}"))
-    x, _, _, _ = training_rows(history, config, known, FEATURES)
+    x, _, _, _, _ = training_rows(history, config, known, FEATURES)
     model = LoadForecaster(config).fit(history, known)
     t_pred = best_of(max(args.repeats, 3), lambda: model.predict(origin, 144))
     rows.append(

@@ -1,7 +1,8 @@
 """Site load forecaster: p10/p50/p90 of the aggregate load for the next 24-36 h in 15-min intervals.
 
 Method (docs/forecast.md): one HistGradientBoostingRegressor(loss="quantile") per quantile over pooled
-direct multi-horizon rows (`policy.forecast_features`): calendar, lags, recent level and trend, lead time.
+direct multi-horizon rows (`policy.forecast_features`): calendar, lags, recent level and trend, lead time;
+each boosted from the seasonal median profile (`median_6week`), the p50 with a small learning rate.
 Known future: EVs already plugged in draw their remaining energy at full power until full or departure.
  - fitted with the sessions history: the model learns the load *not yet committed* at each origin
    (target = load - committed), and the committed load is added back to every quantile (it is treated as
@@ -57,7 +58,10 @@ class ForecastConfig:
     max_horizon_steps: int = 144  # 36 h of 15-min intervals
     min_history_days: float = 14.0  # below this: seasonal profile (cold start)
     max_iter: int = 150
-    learning_rate: float = 0.05
+    learning_rate: float = 0.05  # the plain-GBM baseline's (and ours where `median_base` is off)
+    # Our quantile models boost from the seasonal median (`median_base`), so they only learn corrections;
+    # a low rate for the p50 keeps them from fitting arrival noise (docs/forecast.md "Backtest").
+    quantile_learning_rates: tuple[float, float, float] = (0.05, 0.01, 0.05)
     max_leaf_nodes: int = 15
     min_samples_leaf: int = 100
     l2_regularization: float = 1.0
@@ -72,6 +76,9 @@ class ForecastConfig:
     # 0 days: off (the raw pinball band).
     calibration_days: float = 14.0
     coverage: float = 0.8
+    # Boost from the seasonal median (`median_6week`, minus the committed load) instead of from one
+    # constant: the quantile models learn corrections to it (docs/forecast.md "Backtest").
+    median_base: bool = True
 
 
 @dataclass(frozen=True)
@@ -139,15 +146,30 @@ class LoadForecaster:
                 min_history_days=self.config.min_history_days,
             )
             return self
-        x, y, cutoff, target = training_rows(history, self.config, sessions, FEATURES)
+        x, y, cutoff, target, committed = training_rows(history, self.config, sessions, FEATURES)
+        base = self.base(x, committed)
         # Zero-mean tie-breaking jitter (< 10 W): with many exact zeros (nights) the initial quantile sits
         # on a tie, sklearn's pinball gradient (-q where y >= prediction) is then the same for every row
         # and no tree can split: the p50 model stayed at 0 kW everywhere without it.
         jittered = y + np.random.default_rng(self.config.random_state).uniform(-0.01, 0.01, size=len(y))
-        self.band_scale = self._band_scale(history, x, jittered, y, cutoff, target)
-        self.models = [fit_gbm(x, jittered, self.config, q) for q in QUANTILES]
+        jittered -= base
+        self.band_scale = self._band_scale(history, x, jittered, y, cutoff, target, base)
+        self.models = [fit_gbm(x, jittered, self.config, q, self.rate(q)) for q in QUANTILES]
         self.method = "quantile_gbm"
         return self
+
+    def rate(self, quantile: float) -> float:
+        if not self.config.median_base:
+            return self.config.learning_rate
+        return self.config.quantile_learning_rates[QUANTILES.index(quantile)]
+
+    def base(self, x: FloatArray, committed: FloatArray) -> FloatArray:
+        """Where the quantile models start from, per row: the seasonal median of the load not yet
+        committed (0 where there is no median yet, or with `median_base` off)."""
+        if not self.config.median_base:
+            return np.zeros(len(x))
+        median = np.nan_to_num(x[:, FEATURES.index("median_6week")], nan=0.0)
+        return np.asarray(np.maximum(median - committed, 0.0), dtype=np.float64)
 
     def _band_scale(
         self,
@@ -157,6 +179,7 @@ class LoadForecaster:
         y: FloatArray,
         cutoff: IntArray,
         target: IntArray,
+        base: FloatArray,
     ) -> tuple[float, float]:
         """Conformal scales of the band's lower and upper halves: 1.0 when the history is too short.
 
@@ -174,7 +197,9 @@ class LoadForecaster:
         if fit_rows.sum() < 1000 or score_rows.sum() < 100:
             return 1.0, 1.0
         low, mid, high = (
-            fit_gbm(x[fit_rows], jittered[fit_rows], c, q).predict(x[score_rows]) for q in QUANTILES
+            fit_gbm(x[fit_rows], jittered[fit_rows], c, q, self.rate(q)).predict(x[score_rows])
+            + base[score_rows]
+            for q in QUANTILES
         )
         actual = y[score_rows]
         n = len(actual)
@@ -239,7 +264,8 @@ class LoadForecaster:
             index = SeriesIndex.build(hist.load_kw, 7 * _DAY_S // step)
             cutoff = np.full(horizon_steps, len(hist.load_kw), dtype=np.int64)
             x = feature_rows(index, hist.start_s, step, cutoff, target, FEATURES)
-            raw = np.column_stack([model.predict(x) for model in self.models])
+            base = self.base(x, committed if self.sessions is not None else np.zeros(horizon_steps))
+            raw = np.column_stack([model.predict(x) + base for model in self.models])
             raw = scale_band(raw, self.band_scale)
             if self.sessions is not None:  # residual (not yet committed) load is >= 0 by definition
                 raw = np.maximum(raw, 0.0) + committed[:, None]
@@ -259,28 +285,37 @@ def scale_band(raw: FloatArray, scale: tuple[float, float]) -> FloatArray:
 
 def training_rows(
     history: LoadHistory, config: ForecastConfig, sessions: ChargingIntervals | None, names: tuple[str, ...]
-) -> tuple[FloatArray, FloatArray, IntArray, IntArray]:
-    """(features, target) for every training cutoff × lead with a known target, subsampled to max_rows.
-    With `sessions`, the target is the load not yet committed at the cutoff (see module docstring)."""
+) -> tuple[FloatArray, FloatArray, IntArray, IntArray, FloatArray]:
+    """(features, target, cutoff, target index, committed) for every training cutoff × lead with a known
+    target, subsampled to max_rows. With `sessions`, the target is the load not yet committed at the
+    cutoff (see module docstring) and `committed` that committed load (zeros without sessions)."""
     horizon = config.max_horizon_steps
     cutoffs = training_cutoffs(history, config)
     cutoff, target = np.repeat(cutoffs, horizon), (cutoffs[:, None] + np.arange(horizon)).ravel()
     keep = target < len(history.load_kw)
     cutoff, target = cutoff[keep], target[keep]
     y = history.load_kw[target]
+    committed = np.zeros(len(y))
     if sessions is not None:
         cutoff_s = (history.start_s + cutoffs * history.step_s).astype(np.float64)
-        y = y - committed_rows(sessions, cutoff_s, history.step_s, horizon).ravel()[keep]
+        committed = committed_rows(sessions, cutoff_s, history.step_s, horizon).ravel()[keep]
+        y = y - committed
     ok = np.flatnonzero(np.isfinite(y))
     if len(ok) > config.max_rows:
         rng = np.random.default_rng(config.random_state)
         ok = np.sort(rng.choice(ok, config.max_rows, replace=False))
     index = SeriesIndex.build(history.load_kw, 7 * _DAY_S // history.step_s)
     x = feature_rows(index, history.start_s, history.step_s, cutoff[ok], target[ok], names)
-    return x, y[ok], cutoff[ok], target[ok]
+    return x, y[ok], cutoff[ok], target[ok], committed[ok]
 
 
-def fit_gbm(x: FloatArray, y: FloatArray, config: ForecastConfig, quantile: float | None) -> Any:
+def fit_gbm(
+    x: FloatArray,
+    y: FloatArray,
+    config: ForecastConfig,
+    quantile: float | None,
+    learning_rate: float | None = None,
+) -> Any:
     """One HistGradientBoostingRegressor: pinball loss at `quantile`, or squared error when None."""
     regressor = load_sklearn()
     from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]  # noqa: PLC0415
@@ -291,7 +326,7 @@ def fit_gbm(x: FloatArray, y: FloatArray, config: ForecastConfig, quantile: floa
     model = regressor(
         **kind,
         max_iter=config.max_iter,
-        learning_rate=config.learning_rate,
+        learning_rate=config.learning_rate if learning_rate is None else learning_rate,
         max_leaf_nodes=config.max_leaf_nodes,
         min_samples_leaf=config.min_samples_leaf,
         l2_regularization=config.l2_regularization,

@@ -84,7 +84,7 @@ def _mean_4_weekdays(y: FloatArray, target: IntArray, per_week: int) -> FloatArr
 
 def plain_gbm_point(train: LoadHistory, target: IntArray, config: ForecastConfig) -> FloatArray:
     """Baseline: squared-error gradient boosting on calendar + lags only, same rows and settings as ours."""
-    x, y, _, _ = training_rows(train, config, None, PLAIN_FEATURES)
+    x, y, _, _, _ = training_rows(train, config, None, PLAIN_FEATURES)
     model = fit_gbm(x, y, config, None)
     index = SeriesIndex.build(train.load_kw, 7 * _DAY_S // train.step_s)
     now = np.full(len(target), len(train.load_kw), dtype=np.int64)

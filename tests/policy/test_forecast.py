@@ -23,9 +23,19 @@ MONDAY = int(parse_utc("2024-01-01T00:00:00Z"))
 STEP = 900
 # Small and quick: the behaviour under test does not depend on model size.
 SMALL = ForecastConfig(
-    max_horizon_steps=96, max_iter=30, learning_rate=0.15, max_rows=4000, min_samples_leaf=40
+    max_horizon_steps=96,
+    max_iter=30,
+    quantile_learning_rates=(0.15, 0.01, 0.15),
+    max_rows=4000,
+    min_samples_leaf=40,
 )
-TINY = ForecastConfig(max_horizon_steps=96, max_iter=8, learning_rate=0.3, max_rows=1500, min_samples_leaf=20)
+TINY = ForecastConfig(
+    max_horizon_steps=96,
+    max_iter=8,
+    quantile_learning_rates=(0.3, 0.02, 0.3),
+    max_rows=1500,
+    min_samples_leaf=20,
+)
 
 
 @pytest.fixture(scope="module")
@@ -247,10 +257,16 @@ def test_a_site_whose_load_got_noisier_gets_a_wider_band():
     assert np.array_equal(raw_f.p50_kw, cal_f.p50_kw)  # the median is not touched
 
 
-def test_a_steady_site_keeps_its_band_about_as_fitted():
+def test_a_steady_site_gets_a_band_that_covers_fresh_days_as_asked():
+    """Same noise throughout: the scale stays modest and the calibrated band covers ~80 % of three fresh
+    days. (The pinball band alone comes out ~20 % narrow here, 0.74 on these days: the tail models'
+    corrections to the seasonal median fit some noise in-sample, which is what the holdout measures.)"""
     history = noisy_daily_load(35, np.full(35 * 96, 6.0))
     model = LoadForecaster(SMALL).fit(history)
-    assert all(0.8 <= side <= 1.25 for side in model.band_scale)
+    assert all(0.8 <= side <= 1.5 for side in model.band_scale)
+    forecast = model.predict(history.end_s, 96)
+    fresh = [noisy_daily_load(36, np.full(36 * 96, 6.0), seed=s).load_kw[35 * 96 :] for s in (11, 12, 13)]
+    assert 0.75 <= np.mean([band_coverage(forecast, day) for day in fresh]) <= 0.88  # measured 0.82
 
 
 def test_calibration_needs_enough_history_to_hold_days_out():
