@@ -23,6 +23,7 @@ from bms_link.models import StopReason
 from chargeagent.clock import Clock, ocpp_timestamp
 from chargeagent.config import Settings
 from chargeagent.errors import ProtocolError
+from chargeagent.lean import LeanEvent, LeanQueue
 from policy.envelope import EnvelopeLimits
 from policy.health import Alert
 from station.audit import AuditLog
@@ -133,17 +134,17 @@ class StationAgent:
         self.bms_factory = bms_factory
         self.on_step = on_step
         self._on_session_end = on_session_end
-        self._starts: asyncio.Queue[tuple[PendingStart, dict[str, Any] | None]] = asyncio.Queue()
+        self._starts: LeanQueue[tuple[PendingStart, dict[str, Any] | None]] = LeanQueue()
         self.stop_reason: StopReason | None = None  # set by a remote stop or shutdown; read each step
-        self._idle = asyncio.Event()  # no charging session running
+        self._idle = LeanEvent()  # no charging session running
         self._idle.set()
         self._cp: OcppChargePoint | None = None
         self.energy_wh = self.outbox.energy_wh  # the station meter's register: never decreases
-        self.booted = asyncio.Event()
+        self.booted = LeanEvent()
         # Security events wait here until the CSMS has accepted us (A04: they are sent once connected).
         self._security_events: list[tuple[str, str]] = [("StartupOfTheDevice", "chargeagent started")]
         self._boot_reason = "PowerUp"
-        self._reset_due = asyncio.Event()
+        self._reset_due = LeanEvent()
         self._reset_type = ""
         apply_availability(self.core, clock.now())  # a stored Inoperative; the boot reports every status
         self.log = log.bind(station_id=self.station_id)

@@ -147,6 +147,13 @@ async def connect_forever(
                         f"CSMS accepted none of the subprotocols {settings.versions} (got {ws.subprotocol})"
                     )
                 log.info("csms_connected", url=url, ocpp_version=ws.subprotocol)
+                # websockets keeps the handshake (both header sets, ~3 KiB, the Basic auth credentials
+                # among them) for inspection only; nothing reads it from here on, and a fleet simulation
+                # holds thousands of connections (bench/README.md, the footprint diet). The response
+                # object stays: websockets tells the handshake from later frames by it being set.
+                ws.request = None
+                if ws.response is not None:
+                    ws.response.headers.clear()
                 attempt = 0
                 try:
                     await on_connected(ws)

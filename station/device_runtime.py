@@ -17,7 +17,6 @@ seconds, the configuration may say 0.5 s in a test); from then on the device mod
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import functools
 from collections.abc import Callable
@@ -27,6 +26,7 @@ import structlog
 
 from chargeagent.config import Settings
 from chargeagent.errors import ChargeAgentError
+from chargeagent.lean import LeanEvent
 from station.connection import BackOff, ConnectOptions, basic_auth_header
 from station.device_store import DeviceStore
 from station.outbox import Outbox
@@ -89,7 +89,7 @@ class DeviceRuntime:
         self.outbox = outbox
         self._on_security_event = on_security_event
         self.station_id = settings.station.id
-        self.heartbeat_changed = asyncio.Event()
+        self.heartbeat_changed = LeanEvent()
         self.backoff = BackOff.from_settings(settings.ocpp)
         core.max_stack_level = PROFILE_STACK_LEVEL
         core.max_periods_per_schedule = PERIODS_PER_SCHEDULE
@@ -98,26 +98,6 @@ class DeviceRuntime:
         core.offline_threshold_s = float(self.model.value(*OFFLINE_THRESHOLD))
         core.authorize_remote_start = self.model.value(*AUTHORIZE_REMOTE_START) == "true"
         self._password: str | None = None  # set via SetVariables (this or an earlier run)
-        inf = float("inf")  # once a CSMS sets the doubling, the configured maximum no longer caps it
-        self._effects: dict[tuple[object, ...], Callable[[str], None]] = {
-            _ref_key(HEARTBEAT_INTERVAL): self._heartbeat,
-            _ref_key(OFFLINE_THRESHOLD): lambda v: setattr(core, "offline_threshold_s", float(v)),
-            _ref_key(TX_UPDATED_INTERVAL): lambda v: setattr(core, "meter_interval_s", float(v)),
-            _ref_key(AUTHORIZE_REMOTE_START): lambda v: setattr(core, "authorize_remote_start", v == "true"),
-            _ref_key(MESSAGE_ATTEMPTS): lambda v: setattr(outbox, "message_attempts", int(v)),
-            _ref_key(MESSAGE_ATTEMPT_INTERVAL): lambda v: setattr(outbox, "attempt_interval_s", float(v)),
-            _ref_key(RETRY_WAIT_MINIMUM): lambda v: self._backoff(wait_minimum_s=float(v), maximum_s=inf),
-            _ref_key(RETRY_REPEAT_TIMES): lambda v: self._backoff(repeat_times=int(v), maximum_s=inf),
-            _ref_key(RETRY_RANDOM_RANGE): lambda v: self._backoff(random_range_s=float(v)),
-            _ref_key(BASIC_AUTH_PASSWORD): self._remember_password,
-            _ref_key(AUTH_CACHE_ENABLED): lambda v: self._auth(cache_enabled=v == "true"),
-            _ref_key(AUTH_CACHE_LIFETIME): lambda v: self._auth(lifetime_s=float(v)),
-            _ref_key(LOCAL_AUTHORIZE_OFFLINE): lambda v: self._auth(local_authorize_offline=v == "true"),
-            _ref_key(LOCAL_PRE_AUTHORIZE): lambda v: self._auth(local_pre_authorize=v == "true"),
-            _ref_key(MODEL_ENABLED): lambda v: self._override(model_enabled=v == "true"),
-            _ref_key(MAX_CURRENT): self._max_current,
-            _ref_key(PAUSED): lambda v: self._override(paused=v == "true"),
-        }
         self._rating_a = settings.station.charger_max_current_a
         self.store = DeviceStore(store_path) if store_path is not None else None
         if self.store is not None:
@@ -145,9 +125,9 @@ class DeviceRuntime:
                 self._on_security_event(SECURITY_EVENT, f"{change.name} changed; used from the next start")
 
     def _apply(self, change: Change) -> None:
-        effect = self._effects.get(_match(change))
+        effect = _effects().get(_match(change))
         if effect is not None:
-            effect(change.value)
+            effect(self, change.value)
 
     def _heartbeat(self, value: str) -> None:
         self.core.heartbeat_interval_s = float(value)
@@ -201,3 +181,32 @@ class DeviceRuntime:
     def close(self) -> None:
         if self.store is not None:
             self.store.close()
+
+
+_INF = float("inf")  # once a CSMS sets the doubling, the configured maximum no longer caps it
+
+
+@functools.cache  # one table for the process, not ~3 KiB of closures per agent (bench/README.md)
+def _effects() -> dict[tuple[object, ...], Callable[[DeviceRuntime, str], None]]:
+    """What a changed variable does to the running station (the REFERENCE.md variables that drive it)."""
+    return {
+        _ref_key(HEARTBEAT_INTERVAL): DeviceRuntime._heartbeat,
+        _ref_key(OFFLINE_THRESHOLD): lambda rt, v: setattr(rt.core, "offline_threshold_s", float(v)),
+        _ref_key(TX_UPDATED_INTERVAL): lambda rt, v: setattr(rt.core, "meter_interval_s", float(v)),
+        _ref_key(AUTHORIZE_REMOTE_START): lambda rt, v: setattr(
+            rt.core, "authorize_remote_start", v == "true"
+        ),
+        _ref_key(MESSAGE_ATTEMPTS): lambda rt, v: setattr(rt.outbox, "message_attempts", int(v)),
+        _ref_key(MESSAGE_ATTEMPT_INTERVAL): lambda rt, v: setattr(rt.outbox, "attempt_interval_s", float(v)),
+        _ref_key(RETRY_WAIT_MINIMUM): lambda rt, v: rt._backoff(wait_minimum_s=float(v), maximum_s=_INF),
+        _ref_key(RETRY_REPEAT_TIMES): lambda rt, v: rt._backoff(repeat_times=int(v), maximum_s=_INF),
+        _ref_key(RETRY_RANDOM_RANGE): lambda rt, v: rt._backoff(random_range_s=float(v)),
+        _ref_key(BASIC_AUTH_PASSWORD): DeviceRuntime._remember_password,
+        _ref_key(AUTH_CACHE_ENABLED): lambda rt, v: rt._auth(cache_enabled=v == "true"),
+        _ref_key(AUTH_CACHE_LIFETIME): lambda rt, v: rt._auth(lifetime_s=float(v)),
+        _ref_key(LOCAL_AUTHORIZE_OFFLINE): lambda rt, v: rt._auth(local_authorize_offline=v == "true"),
+        _ref_key(LOCAL_PRE_AUTHORIZE): lambda rt, v: rt._auth(local_pre_authorize=v == "true"),
+        _ref_key(MODEL_ENABLED): lambda rt, v: rt._override(model_enabled=v == "true"),
+        _ref_key(MAX_CURRENT): DeviceRuntime._max_current,
+        _ref_key(PAUSED): lambda rt, v: rt._override(paused=v == "true"),
+    }

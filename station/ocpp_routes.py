@@ -7,6 +7,9 @@ the footprint diet). `share_routes` replaces it with a view over a map built onc
 handler when a call is routed (the library reads `route_map[action]["_on_action"]`, `.get(
 "_skip_schema_validation")` and `["_after_action"]`; a fresh small dict per routed call answers all three).
 Hand-written because the library has no hook for it; the map itself is still its `create_route_map`.
+
+`lean_response_queue` does the same for the library's `self._response_queue` (an `asyncio.Queue`, ~2.2 KiB
+idle): the library only calls its `put_nowait` and `get`, which `chargeagent.lean.LeanQueue` has.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from ocpp.routing import create_route_map
+
+from chargeagent.lean import LeanQueue
 
 _NOT_BOUND = frozenset({"_skip_schema_validation"})
 
@@ -49,3 +54,8 @@ class _BoundRoutes(Mapping[str, dict[str, Any]]):
 def share_routes(charge_point: Any) -> None:
     """Call right after the library's `ChargePoint.__init__`: its per-instance map is dropped."""
     charge_point.route_map = _BoundRoutes(charge_point, _class_routes(type(charge_point)))
+
+
+def lean_response_queue(charge_point: Any) -> None:
+    """Call right after the library's `ChargePoint.__init__` (before any call): same FIFO, no deques."""
+    charge_point._response_queue = LeanQueue()

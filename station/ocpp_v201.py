@@ -21,7 +21,7 @@ from ocpp.v201 import ChargePoint
 
 from chargeagent.errors import ProtocolError
 from chargeagent.tasks import checkpoint
-from station.ocpp_routes import share_routes
+from station.ocpp_routes import lean_response_queue, share_routes
 from station.ocpp_schema import use_compiled, validate_payload
 from station.protocol.availability import on_change_availability, on_reset
 from station.protocol.device_model import DeviceModel
@@ -160,6 +160,7 @@ class OcppChargePoint(RoutingMixin, ChargePoint):  # type: ignore[misc]
     ) -> None:
         super().__init__(station_id, connection, response_timeout=response_timeout_s)
         share_routes(self)  # one route map per class, not per connection (station.ocpp_routes)
+        lean_response_queue(self)  # no idle asyncio.Queue per connection (station.ocpp_routes)
         if compiled_validation:  # the same schemas, compiled: faster, more memory (station.ocpp_schema)
             self._ocpp_version = use_compiled(self._ocpp_version)
         self.core = core

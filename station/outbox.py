@@ -20,7 +20,6 @@ transaction with the next seqNo (`open_transactions()`) and the meter never runs
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sqlite3
 from collections import deque
@@ -33,6 +32,7 @@ import structlog
 
 from chargeagent.clock import Clock
 from chargeagent.errors import ProtocolError
+from chargeagent.lean import LeanEvent
 from chargeagent.sqlite_wal import connect_wal
 from station.protocol.station import Outbound
 
@@ -79,7 +79,7 @@ class Outbox:
     ) -> None:
         self._clock = clock
         self._queue: deque[_Item] = deque()
-        self._wakeup = asyncio.Event()
+        self._wakeup = LeanEvent()
         self.online = False
         self.message_attempts = message_attempts
         self.attempt_interval_s = attempt_interval_s

@@ -16,6 +16,7 @@ OCPP 2.0.1 part 1 (device model) and part 2 B05 (SetVariables), B06 (GetVariable
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from collections.abc import Set as AbstractSet
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -62,10 +63,21 @@ class DeviceModel:
     def __init__(self) -> None:
         self._defs: dict[_Key, Variable] = {}
         self._values: dict[_Key, Value] = {}
-        self._components: set[tuple[str, str | None, int | None, int | None]] = set()
+        self._components: AbstractSet[tuple[str, str | None, int | None, int | None]] = set()
+        self._sealed = False
+
+    def seal(self) -> None:
+        """All variables are defined: share the definition table with every model in the process that has
+        the same one (a fleet's stations do; ~1.6 KiB each). A later `add` copies it first."""
+        table = tuple(self._defs.items())
+        self._defs = _SHARED.setdefault(table, self._defs)  # type: ignore[assignment]
+        self._components = _shared(frozenset(self._components))
+        self._sealed = True
 
     def add(self, definition: Variable, value: Value) -> None:
         """Define a variable with its initial value (from configuration); ConfigError if that is invalid."""
+        if self._sealed:  # copy on write: the sealed tables may be other stations' too
+            self._defs, self._components, self._sealed = dict(self._defs), set(self._components), False
         definition = _shared(definition)
         key = _shared(_key(definition.component, definition.variable))
         if key in self._defs:
@@ -79,7 +91,9 @@ class DeviceModel:
             value = _shared(canonical)  # mostly the same defaults on every agent
         self._defs[key] = definition
         self._values[key] = value
-        self._components.add(_shared(definition.component.match_key))
+        components = self._components if isinstance(self._components, set) else set(self._components)
+        components.add(_shared(definition.component.match_key))
+        self._components = components
 
     def definitions(self) -> list[Variable]:
         return list(self._defs.values())

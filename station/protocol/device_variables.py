@@ -124,6 +124,7 @@ def build_device_model(
             str(BYTES_PER_MESSAGE),
         )
     _physical(model, core, st.charger_max_current_a * st.charger_max_voltage_v)
+    model.seal()
     return model
 
 

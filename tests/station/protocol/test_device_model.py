@@ -292,6 +292,18 @@ def test_defining_a_variable_twice_is_a_config_error():
         model.add(definition, "2")
 
 
+def test_stations_alike_share_their_definition_table_and_an_add_copies_it_first():
+    (first, _), (second, _) = station(), station()
+    assert first._defs is second._defs  # one table for the process (the fleet's memory diet)
+    first.add(Variable(ComponentRef("Lab"), VariableRef("Extra"), DataType.INTEGER), "1")
+    assert first.value(ComponentRef("Lab"), VariableRef("Extra")) == "1"
+    assert second.definition(ComponentRef("Lab"), VariableRef("Extra")) is None
+    assert second.get(ComponentRef("Lab"), VariableRef("Extra")).status.value == "UnknownComponent"
+    assert first._defs is not second._defs
+    assert first.set(*HEARTBEAT_INTERVAL, "300").status.value == "Accepted"  # values stay per station
+    assert second.value(*HEARTBEAT_INTERVAL) != "300"
+
+
 def reported(pages) -> list[tuple[str, str, int | None]]:
     return [
         (d["component"]["name"], d["variable"]["name"], d["component"].get("evse", {}).get("id"))
