@@ -61,7 +61,7 @@ class ForecastConfig:
     learning_rate: float = 0.05  # the plain-GBM baseline's (and ours where `median_base` is off)
     # Our quantile models boost from the seasonal median (`median_base`), so they only learn corrections;
     # a low rate for the p50 keeps them from fitting arrival noise (docs/forecast.md "Backtest").
-    quantile_learning_rates: tuple[float, float, float] = (0.05, 0.01, 0.05)
+    quantile_learning_rates: tuple[float, float, float] = (0.05, 0.003, 0.05)
     max_leaf_nodes: int = 15
     min_samples_leaf: int = 100
     l2_regularization: float = 1.0
