@@ -276,3 +276,17 @@ def test_calibration_needs_enough_history_to_hold_days_out():
     assert model.method == "quantile_gbm"
     assert model.band_scale == (1.0, 1.0)
     assert not [e for e in logs if e["event"] == "forecast_calibrated"]
+
+
+def test_the_models_start_from_the_seasonal_median_less_what_is_committed():
+    from policy.forecast_features import FEATURES
+
+    x = np.zeros((3, len(FEATURES)))
+    x[:, FEATURES.index("median_6week")] = [10.0, np.nan, 4.0]
+    committed = np.array([3.0, 0.0, 9.0])
+    on = LoadForecaster(SMALL)
+    np.testing.assert_array_equal(on.base(x, committed), [7.0, 0.0, 0.0])  # no median yet: 0; never < 0
+    assert on.rate(0.5) == SMALL.quantile_learning_rates[1]
+    off = LoadForecaster(ForecastConfig(**{**SMALL.__dict__, "median_base": False}))
+    np.testing.assert_array_equal(off.base(x, committed), [0.0, 0.0, 0.0])
+    assert off.rate(0.5) == off.rate(0.9) == SMALL.learning_rate
