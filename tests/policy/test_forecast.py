@@ -13,7 +13,13 @@ from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
 from policy.forecast import ForecastConfig, LoadForecaster, forecast_message
-from policy.forecast_features import ChargingIntervals, ForecastError, committed_rows, interval_mean_kw
+from policy.forecast_features import (
+    FEATURES,
+    ChargingIntervals,
+    ForecastError,
+    committed_rows,
+    interval_mean_kw,
+)
 from policy.forecast_io import LoadHistory, format_utc, parse_utc
 from simulators.arrivals import generate_sessions, site_history
 from simulators.site_config import load_site
@@ -279,8 +285,6 @@ def test_calibration_needs_enough_history_to_hold_days_out():
 
 
 def test_the_models_start_from_the_seasonal_median_less_what_is_committed():
-    from policy.forecast_features import FEATURES
-
     x = np.zeros((3, len(FEATURES)))
     x[:, FEATURES.index("median_6week")] = [10.0, np.nan, 4.0]
     committed = np.array([3.0, 0.0, 9.0])
