@@ -34,7 +34,7 @@ from websockets.exceptions import ConnectionClosed
 from chargeagent.clock import ocpp_timestamp
 from chargeagent.errors import ProtocolError
 from simulators.csms_frames import FrameError, parse_frame
-from station.ocpp_routes import lean_response_queue, share_routes
+from station.ocpp_routes import slim_charge_point
 from station.ocpp_schema import use_compiled, validate_payload
 
 if TYPE_CHECKING:
@@ -94,8 +94,7 @@ class StationSession(ChargePoint):  # type: ignore[misc]  # ocpp ships no type h
 
     def __init__(self, station_id: str, connection: ServerConnection, csms: EmbeddedCsms) -> None:
         super().__init__(station_id, connection, response_timeout=csms.response_timeout_s)
-        share_routes(self)  # one route map per class, not per connection (station.ocpp_routes)
-        lean_response_queue(self)  # no idle asyncio.Queue per connection (station.ocpp_routes)
+        slim_charge_point(self)  # shared route map, no idle asyncio.Queue (station.ocpp_routes)
         self._ocpp_version = use_compiled(self._ocpp_version)  # same schemas, compiled (station.ocpp_schema)
         self._csms = csms
         self._log = log.bind(station_id=station_id)

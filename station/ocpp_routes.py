@@ -3,13 +3,13 @@
 The `ocpp` library's ChargePoint builds `self.route_map` in `__init__`: a dict per action holding bound
 methods, for every instance. Every station of a fleet simulation (and every connection of the embedded
 CSMS) has the same handlers, so that is ~4 KiB per connection of identical content (bench/README.md,
-the footprint diet). `share_routes` replaces it with a view over a map built once per class that binds a
-handler when a call is routed (the library reads `route_map[action]["_on_action"]`, `.get(
+the footprint diet). `slim_charge_point` replaces it with a view over a map built once per class that
+binds a handler when a call is routed (the library reads `route_map[action]["_on_action"]`, `.get(
 "_skip_schema_validation")` and `["_after_action"]`; a fresh small dict per routed call answers all three).
 Hand-written because the library has no hook for it; the map itself is still its `create_route_map`.
 
-`lean_response_queue` does the same for the library's `self._response_queue` (an `asyncio.Queue`, ~2.2 KiB
-idle): the library only calls its `put_nowait` and `get`, which `chargeagent.lean.LeanQueue` has.
+It also swaps the library's `self._response_queue` (an `asyncio.Queue`, ~2.2 KiB idle) for a
+`chargeagent.lean.LeanQueue`: the library only calls its `put_nowait` and `get`, which that has.
 """
 
 from __future__ import annotations
@@ -51,11 +51,8 @@ class _BoundRoutes(Mapping[str, dict[str, Any]]):
         return len(self._routes)
 
 
-def share_routes(charge_point: Any) -> None:
-    """Call right after the library's `ChargePoint.__init__`: its per-instance map is dropped."""
+def slim_charge_point(charge_point: Any) -> None:
+    """Call right after the library's `ChargePoint.__init__` (before any call): its per-instance route map
+    is dropped for the class's, and its response queue (same FIFO) allocates no deques."""
     charge_point.route_map = _BoundRoutes(charge_point, _class_routes(type(charge_point)))
-
-
-def lean_response_queue(charge_point: Any) -> None:
-    """Call right after the library's `ChargePoint.__init__` (before any call): same FIFO, no deques."""
     charge_point._response_queue = LeanQueue()

@@ -20,7 +20,7 @@ from ocpp.v16 import ChargePoint
 from ocpp.v16 import call_result as results
 
 from chargeagent.errors import ProtocolError
-from station.ocpp_routes import lean_response_queue, share_routes
+from station.ocpp_routes import slim_charge_point
 from station.ocpp_schema import use_compiled
 from station.ocpp_v201 import RoutingMixin, StationHooks, _after, _on, _snake
 from station.protocol.availability import on_change_availability, on_reset
@@ -68,8 +68,7 @@ class OcppChargePoint16(RoutingMixin, ChargePoint):  # type: ignore[misc]
         compiled_validation: bool = False,
     ) -> None:
         super().__init__(station_id, connection, response_timeout=response_timeout_s)
-        share_routes(self)  # one route map per class, not per connection (station.ocpp_routes)
-        lean_response_queue(self)  # no idle asyncio.Queue per connection (station.ocpp_routes)
+        slim_charge_point(self)  # shared route map, no idle asyncio.Queue (station.ocpp_routes)
         if compiled_validation:  # the same schemas, compiled: faster, more memory (station.ocpp_schema)
             self._ocpp_version = use_compiled(self._ocpp_version)
         self.core, self.hooks, self.txs = core, hooks, transactions

@@ -21,7 +21,7 @@ from ocpp.v201 import ChargePoint
 
 from chargeagent.errors import ProtocolError
 from chargeagent.tasks import checkpoint
-from station.ocpp_routes import lean_response_queue, share_routes
+from station.ocpp_routes import slim_charge_point
 from station.ocpp_schema import use_compiled, validate_payload
 from station.protocol.availability import on_change_availability, on_reset
 from station.protocol.device_model import DeviceModel
@@ -159,8 +159,7 @@ class OcppChargePoint(RoutingMixin, ChargePoint):  # type: ignore[misc]
         compiled_validation: bool = False,
     ) -> None:
         super().__init__(station_id, connection, response_timeout=response_timeout_s)
-        share_routes(self)  # one route map per class, not per connection (station.ocpp_routes)
-        lean_response_queue(self)  # no idle asyncio.Queue per connection (station.ocpp_routes)
+        slim_charge_point(self)  # shared route map, no idle asyncio.Queue (station.ocpp_routes)
         if compiled_validation:  # the same schemas, compiled: faster, more memory (station.ocpp_schema)
             self._ocpp_version = use_compiled(self._ocpp_version)
         self.core = core
